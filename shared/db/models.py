@@ -1,0 +1,8 @@
+"""Every table's metadata in one place, for Alembic.
+
+Each service that owns tables adds its models module here, so one history covers them all.
+"""
+
+from shared.db.tables import Base
+
+metadata = Base.metadata

@@ -1,0 +1,273 @@
+"""Every event of the loop, declared once. Services import these; nobody types a subject.
+
+Within a version only optional fields may be added. A breaking change is a new class whose
+subject ends in `.v2`; both live here until the old one has no producer left.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from .base import ArtifactRef, Event, Frozen
+
+CycleReason = Literal["manual", "schedule", "drift", "feedback"]
+QuantFormat = Literal["int8", "int4", "fp8", "gguf"]
+RolloutStage = Literal["shadow", "ab", "full", "rolled_back"]
+
+
+class TaskRegistered(Event):
+    """A task spec was applied; versions are immutable, a re-apply makes a new version."""
+
+    subject: ClassVar[str] = "distillery.task.registered.v1"
+    task_name: str = Field(min_length=1)
+    task_version: int = Field(ge=1)
+    spec: ArtifactRef
+
+
+class CycleRequested(Event):
+    """Start of an improvement cycle; its event's cycle_id names the cycle."""
+
+    subject: ClassVar[str] = "distillery.cycle.requested.v1"
+    cycle_id: UUID
+    task_name: str = Field(min_length=1)
+    task_version: int | None = Field(default=None, ge=1, description="null: the latest")
+    reason: CycleReason = "manual"
+
+
+class CycleIterationRequested(Event):
+    """The candidate failed its gates; generate data focused on the failing slices."""
+
+    subject: ClassVar[str] = "distillery.cycle.iteration.requested.v1"
+    cycle_id: UUID
+    task_name: str
+    task_version: int = Field(ge=1)
+    iteration: int = Field(ge=2, description="1 is the cycle's first pass")
+    failing_slices: list[str] = Field(min_length=1)
+    evaluation_report: ArtifactRef
+
+
+class CycleFailed(Event):
+    subject: ClassVar[str] = "distillery.cycle.failed.v1"
+    cycle_id: UUID
+    task_name: str
+    stage: Literal["synth", "curation", "training", "evaluation", "quantization", "rollout"]
+    reason: str = Field(min_length=1)
+
+
+class SynthCompleted(Event):
+    subject: ClassVar[str] = "distillery.synth.completed.v1"
+    cycle_id: UUID
+    task_name: str
+    task_version: int = Field(ge=1)
+    iteration: int = Field(default=1, ge=1)
+    batch: ArtifactRef = Field(description="JSONL of generated examples")
+    examples: int = Field(ge=0)
+    examples_per_slice: dict[str, int] = Field(default_factory=dict)
+    prompt_tokens: int = Field(default=0, ge=0)
+    completion_tokens: int = Field(default=0, ge=0)
+    cost_usd: float = Field(default=0.0, ge=0)
+
+
+class DatasetPublished(Event):
+    """An immutable, content-addressed dataset version is ready for training."""
+
+    subject: ClassVar[str] = "distillery.dataset.published.v1"
+    cycle_id: UUID
+    task_name: str
+    task_version: int = Field(ge=1)
+    iteration: int = Field(default=1, ge=1)
+    dataset_version: str = Field(description="sha256 of the manifest")
+    manifest: ArtifactRef
+    train: ArtifactRef
+    validation: ArtifactRef
+    train_examples: int = Field(ge=0)
+    validation_examples: int = Field(ge=0)
+
+
+class TrainingProgressed(Event):
+    subject: ClassVar[str] = "distillery.training.progressed.v1"
+    cycle_id: UUID
+    run_id: UUID
+    trial: int | None = Field(default=None, ge=0)
+    step: int = Field(ge=0)
+    total_steps: int = Field(ge=0)
+    loss: float | None = None
+    tokens_per_second: float | None = Field(default=None, ge=0)
+    eta_seconds: float | None = Field(default=None, ge=0)
+
+
+class TrainingCompleted(Event):
+    subject: ClassVar[str] = "distillery.training.completed.v1"
+    cycle_id: UUID
+    run_id: UUID
+    task_name: str
+    task_version: int = Field(ge=1)
+    iteration: int = Field(default=1, ge=1)
+    dataset_version: str
+    base_model: ArtifactRef = Field(description="safetensors of the base, by content hash")
+    adapter: ArtifactRef
+    report: ArtifactRef
+    hyperparameters: dict[str, float | int | str] = Field(default_factory=dict)
+    validation_loss: float | None = None
+
+
+class GateResult(Frozen):
+    name: str
+    passed: bool
+    value: float | None
+    threshold: float | None
+
+
+class EvaluationCompleted(Event):
+    subject: ClassVar[str] = "distillery.evaluation.completed.v1"
+    cycle_id: UUID
+    evaluation_id: UUID
+    task_name: str
+    task_version: int = Field(ge=1)
+    iteration: int = Field(default=1, ge=1)
+    candidate: ArtifactRef
+    candidate_kind: Literal["adapter", "quantized"]
+    quant_format: QuantFormat | None = None
+    passed: bool
+    gates: list[GateResult] = Field(default_factory=list)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    failing_slices: list[str] = Field(default_factory=list)
+    report: ArtifactRef
+
+
+class QuantizationCompleted(Event):
+    subject: ClassVar[str] = "distillery.quantization.completed.v1"
+    cycle_id: UUID
+    task_name: str
+    task_version: int = Field(ge=1)
+    source_adapter: ArtifactRef
+    quant_format: QuantFormat
+    model: ArtifactRef = Field(description="merged and quantized weights")
+
+
+class RolloutChanged(Event):
+    subject: ClassVar[str] = "distillery.rollout.changed.v1"
+    cycle_id: UUID | None
+    deployment_id: UUID
+    task_name: str
+    model: ArtifactRef
+    stage: RolloutStage
+    traffic_share: float = Field(ge=0, le=1)
+    reason: str
+
+
+class ChatMessage(Frozen):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str
+
+
+class TrafficLogged(Event):
+    """One production request; outside gateways may publish this straight onto the bus."""
+
+    subject: ClassVar[str] = "distillery.traffic.logged.v1"
+    cycle_id: UUID | None = None
+    request_id: UUID
+    task_name: str
+    deployment_id: UUID | None = None
+    arm: Literal["student", "teacher", "shadow"]
+    messages: list[ChatMessage] = Field(min_length=1, max_length=256)
+    completion: str = Field(max_length=65536)
+    latency_ms: float = Field(ge=0)
+    prompt_tokens: int = Field(default=0, ge=0)
+    completion_tokens: int = Field(default=0, ge=0)
+
+
+class FeedbackRecorded(Event):
+    """A user's verdict on a logged request; outside apps may publish this directly."""
+
+    subject: ClassVar[str] = "distillery.feedback.recorded.v1"
+    cycle_id: UUID | None = None
+    request_id: UUID
+    task_name: str
+    rating: int | None = Field(default=None, ge=-1, le=5, description="-1/+1 or 1..5")
+    correction: str | None = Field(default=None, max_length=65536)
+    comment: str | None = Field(default=None, max_length=4096)
+
+
+class DriftDetected(Event):
+    subject: ClassVar[str] = "distillery.drift.detected.v1"
+    cycle_id: UUID | None = None
+    task_name: str
+    deployment_id: UUID | None = None
+    kind: Literal["input", "quality"]
+    score: float
+    threshold: float
+    window_start: str
+    window_end: str
+
+
+class DeadLettered(Event):
+    """A message a consumer gave up on, with why. Payload text is kept for diagnosis."""
+
+    subject: ClassVar[str] = "distillery.deadletter.recorded.v1"
+    cycle_id: UUID | None = None
+    consumer: str
+    original_subject: str
+    original_event_id: str | None = None
+    error_kind: Literal["validation", "permanent", "exhausted"]
+    reason: str
+    deliveries: int = Field(ge=1)
+    payload_excerpt: str = Field(max_length=8192)
+
+
+CATALOG: dict[str, type[Event]] = {
+    cls.subject: cls
+    for cls in (
+        TaskRegistered,
+        CycleRequested,
+        CycleIterationRequested,
+        CycleFailed,
+        SynthCompleted,
+        DatasetPublished,
+        TrainingProgressed,
+        TrainingCompleted,
+        EvaluationCompleted,
+        QuantizationCompleted,
+        RolloutChanged,
+        TrafficLogged,
+        FeedbackRecorded,
+        DriftDetected,
+        DeadLettered,
+    )
+}
+
+
+__all__ = [
+    "CATALOG",
+    "ChatMessage",
+    "CycleFailed",
+    "CycleIterationRequested",
+    "CycleReason",
+    "CycleRequested",
+    "DatasetPublished",
+    "DeadLettered",
+    "DriftDetected",
+    "EvaluationCompleted",
+    "FeedbackRecorded",
+    "GateResult",
+    "QuantFormat",
+    "QuantizationCompleted",
+    "RolloutChanged",
+    "RolloutStage",
+    "SynthCompleted",
+    "TaskRegistered",
+    "TrafficLogged",
+    "TrainingCompleted",
+    "TrainingProgressed",
+    "event_class",
+]
+
+
+def event_class(subject: str) -> type[Event]:
+    try:
+        return CATALOG[subject]
+    except KeyError:
+        raise KeyError(f"no event in the catalog has subject {subject!r}") from None

@@ -1,0 +1,1 @@
+"""Embedded runtime: everything `distillery up` needs on one machine with no infrastructure."""

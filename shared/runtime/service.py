@@ -1,0 +1,79 @@
+"""The composition every service shares: broker, database, router, outbox relay, metrics.
+
+A service's `main.create_app(settings=None)` calls `create_service_app` with a function that
+builds its router from a `ServiceContext`; nothing is built at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from faststream import FastStream
+from faststream.nats import NatsBroker, NatsRouter
+
+from shared.bus import JetStreamPublisher, ensure_stream, make_broker
+from shared.db import Database
+from shared.events import ConsumerPolicy, StreamPolicy
+from shared.logs import configure_logging, get_logger
+from shared.metrics import serve_metrics
+from shared.relay import OutboxRelay
+from shared.settings import PlatformSettings
+
+
+@dataclass
+class ServiceContext:
+    name: str
+    settings: PlatformSettings
+    db: Database
+    broker: NatsBroker
+    policy: ConsumerPolicy
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def create_service_app(
+    name: str,
+    build_router: Callable[[ServiceContext], NatsRouter],
+    settings: PlatformSettings | None = None,
+) -> FastStream:
+    settings = settings or PlatformSettings()
+    configure_logging(settings.log_level, settings.log_json)
+    log = get_logger(name)
+    db = Database(settings.resolved_database_url)
+    broker = make_broker(settings.nats_url, client_name=name)
+    ctx = ServiceContext(
+        name=name,
+        settings=settings,
+        db=db,
+        broker=broker,
+        policy=ConsumerPolicy(max_deliver=settings.max_deliver, ack_wait_s=settings.ack_wait_s),
+    )
+    broker.include_router(build_router(ctx))
+    relay = OutboxRelay(db, JetStreamPublisher(broker), producer=name)
+    tasks: list[asyncio.Task[None]] = []
+    app = FastStream(broker, logger=None)
+
+    @app.on_startup
+    async def declare_stream() -> None:
+        await ensure_stream(settings.nats_url, StreamPolicy(replicas=settings.stream_replicas))
+
+    @app.after_startup
+    async def start_relay() -> None:
+        tasks.append(asyncio.create_task(relay.run(ctx.stop), name=f"{name}-relay"))
+        if settings.metrics_port is not None:
+            port = serve_metrics(settings.metrics_port)
+            log.info("metrics listening", port=port)
+        log.info("service started", service=name)
+
+    @app.on_shutdown
+    async def stop_relay() -> None:
+        ctx.stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    @app.after_shutdown
+    async def close_db() -> None:
+        await db.dispose()
+        log.info("service stopped", service=name)
+
+    return app

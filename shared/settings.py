@@ -1,0 +1,46 @@
+"""Platform settings. Built by factories at start-up, never at import, so tests pass their own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class PlatformSettings(BaseSettings):
+    """What every process shares: where the bus, the database and the artifacts are."""
+
+    model_config = SettingsConfigDict(env_prefix="DISTILLERY_", extra="ignore")
+
+    home: Path = Field(default=Path(".distillery"), description="embedded runtime's data folder")
+    nats_url: str = "nats://127.0.0.1:4222"
+    database_url: str = Field(
+        default="", description="SQLAlchemy async URL; empty means SQLite under `home`"
+    )
+    stream_replicas: int = Field(default=1, ge=1, le=5)
+    max_deliver: int = Field(default=6, ge=1)
+    ack_wait_s: float = Field(default=30.0, gt=0)
+
+    artifact_store: Literal["local", "s3"] = "local"
+    artifact_root: Path | None = None
+    s3_endpoint: str | None = None
+    s3_bucket: str = "distillery"
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_secure: bool = False
+
+    log_level: str = "INFO"
+    log_json: bool | None = Field(default=None, description="null: JSON unless on a TTY")
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.home / 'distillery.db').resolve()}"
+
+    @property
+    def resolved_artifact_root(self) -> Path:
+        return (self.artifact_root or self.home / "artifacts").resolve()
