@@ -1,0 +1,130 @@
+"""The event catalog's contract: subjects, registration, schemas, envelope behaviour."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from shared.asyncapi import catalog_document
+from shared.events import CATALOG, Event, event_class
+from shared.events.base import SUBJECT_PATTERN
+from shared.events.catalog import CycleFailed, CycleRequested, DatasetPublished
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+ASYNCAPI = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
+UPDATE = os.environ.get("UPDATE_SNAPSHOTS") == "1"
+EXPECTED_SUBJECTS = {
+    "distillery.task.registered.v1",
+    "distillery.cycle.requested.v1",
+    "distillery.cycle.iteration.requested.v1",
+    "distillery.cycle.failed.v1",
+    "distillery.synth.completed.v1",
+    "distillery.dataset.published.v1",
+    "distillery.training.progressed.v1",
+    "distillery.training.completed.v1",
+    "distillery.evaluation.completed.v1",
+    "distillery.quantization.completed.v1",
+    "distillery.rollout.changed.v1",
+    "distillery.traffic.logged.v1",
+    "distillery.feedback.recorded.v1",
+    "distillery.drift.detected.v1",
+    "distillery.deadletter.recorded.v1",
+}
+
+
+def all_subclasses(cls: type) -> set[type]:
+    found = set()
+    for sub in cls.__subclasses__():
+        found |= {sub} | all_subclasses(sub)
+    return found
+
+
+def test_the_whole_loop_is_declared():
+    assert set(CATALOG) == EXPECTED_SUBJECTS
+
+
+def test_every_event_class_is_registered_under_its_own_subject():
+    assert all_subclasses(Event) == set(CATALOG.values())
+    for subject, cls in CATALOG.items():
+        assert cls.subject == subject
+
+
+def test_subjects_are_unique_and_well_formed():
+    subjects = [cls.subject for cls in all_subclasses(Event)]
+    assert len(subjects) == len(set(subjects))
+    for subject in subjects:
+        assert SUBJECT_PATTERN.match(subject), subject
+    for bad in (
+        "distillery.cycle.requested",
+        "distillery.Cycle.requested.v1",
+        "cycle.requested.v1",
+    ):
+        assert not SUBJECT_PATTERN.match(bad)
+
+
+@pytest.mark.parametrize("subject", sorted(EXPECTED_SUBJECTS))
+def test_json_schema_matches_snapshot(subject: str):
+    schema = json.dumps(CATALOG[subject].model_json_schema(), indent=2, sort_keys=True) + "\n"
+    path = SNAPSHOTS / f"{subject}.json"
+    if UPDATE:
+        path.write_text(schema)
+    assert path.exists(), f"no snapshot for {subject}; run with UPDATE_SNAPSHOTS=1 and review"
+    assert path.read_text() == schema, (
+        f"{subject} changed its contract. Within a version only optional fields may be added; "
+        "if this change is intended, rerun with UPDATE_SNAPSHOTS=1 and review the diff."
+    )
+
+
+def test_no_stale_snapshots():
+    assert {p.stem for p in SNAPSHOTS.glob("*.json")} == EXPECTED_SUBJECTS
+
+
+def test_envelope_is_complete_frozen_and_strict():
+    event = CycleRequested(cycle_id=uuid.uuid4(), task_name="t", producer="cli")
+    data = json.loads(event.model_dump_json())
+    assert {"event_id", "cycle_id", "causation_id", "occurred_at", "producer"} <= set(data)
+    with pytest.raises(ValidationError):
+        event.task_name = "other"
+    with pytest.raises(ValidationError, match="extra"):
+        CycleRequested(cycle_id=uuid.uuid4(), task_name="t", producer="cli", typo=1)
+    assert CycleRequested.model_validate_json(event.model_dump_json()) == event
+
+
+def test_caused_carries_correlation_and_causation():
+    root = CycleRequested(cycle_id=uuid.uuid4(), task_name="t", producer="cli")
+    answer = root.caused(
+        CycleFailed, producer="synth-data", task_name="t", stage="synth", reason="x"
+    )
+    assert answer.cycle_id == root.cycle_id
+    assert answer.causation_id == root.event_id
+    assert answer.event_id != root.event_id
+
+
+def test_payloads_carry_references_not_bytes():
+    bad_digest = {"uri": "file:///x", "sha256": "abc", "size_bytes": 1}
+    with pytest.raises(ValidationError, match="sha256"):
+        DatasetPublished(
+            cycle_id=uuid.uuid4(), producer="curation", task_name="t", task_version=1,
+            dataset_version="v", manifest=bad_digest, train=bad_digest, validation=bad_digest,
+            train_examples=1, validation_examples=1,
+        )  # fmt: skip
+
+
+def test_unknown_subject_is_a_clear_error():
+    with pytest.raises(KeyError, match="no event in the catalog"):
+        event_class("distillery.nothing.happened.v1")
+
+
+def test_asyncapi_document_is_current():
+    assert ASYNCAPI.exists(), "run: python -m shared.asyncapi > docs/asyncapi.yaml"
+    checked_in = yaml.safe_load(ASYNCAPI.read_text())
+    assert checked_in == yaml.safe_load(catalog_document()), (
+        "docs/asyncapi.yaml is stale; run: python -m shared.asyncapi > docs/asyncapi.yaml"
+    )
+    assert {ch["address"] for ch in checked_in["channels"].values()} == EXPECTED_SUBJECTS
