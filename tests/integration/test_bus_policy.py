@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 import uuid
@@ -107,7 +108,7 @@ async def test_transient_errors_retry_with_growing_delay_then_succeed(private_na
         await asyncio.sleep(1.0)  # a fourth delivery would show up here
 
     assert len(attempts) == 3
-    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
     # The server holds the message back for the NAK delay: 0.4 s, then 0.8 s.
     assert gaps[0] >= 0.35 and gaps[1] >= 0.75
     assert await dead_letters(sqlite_db) == []
