@@ -20,6 +20,7 @@ from sqlalchemy import or_, select, update
 
 from shared.db import Database, OutboxRow
 from shared.logs import get_logger
+from shared.metrics import RELAYED
 
 log = get_logger(__name__)
 
@@ -94,6 +95,7 @@ class OutboxRelay:
             (r, res) for r, res in zip(rows, results, strict=True) if isinstance(res, BaseException)
         ]
         await self._mark_sent(sent)
+        RELAYED.inc(len(sent))
         if failed:
             await self._release(failed)
         return len(sent)

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from shared.bus import JetStreamPublisher, PermanentError, make_broker, subscribe
 from shared.db import Database, OutboxRow
-from shared.events import ConsumerPolicy
+from shared.events import STREAM_NAME, ConsumerPolicy
 from shared.events.catalog import CycleRequested, DeadLettered
 
 
@@ -176,3 +176,23 @@ async def test_heartbeat_keeps_a_slow_handler_from_redelivery(private_nats, sqli
             await JetStreamPublisher(replicas[0]).publish_event(cycle(task))
             await asyncio.sleep(4.0)
         assert sorted(n for t, n in deliveries if t == task)[:2] == expected, task
+
+
+async def test_durable_consumers_have_finite_redelivery(private_nats, sqlite_db):
+    async def handle(event, delivery) -> None:
+        pass
+
+    policy = ConsumerPolicy(max_deliver=4, ack_wait_s=7)
+    broker = broker_for(private_nats.url)
+    durable = subscribe(broker, CycleRequested, handle, service="svc", db=sqlite_db, policy=policy)
+    async with broker:
+        await broker.start()
+    nc = await nats.connect(private_nats.url)
+    try:
+        info = await nc.jetstream().consumer_info(STREAM_NAME, durable)
+    finally:
+        await nc.close()
+    assert info.config.max_deliver == 4
+    assert info.config.ack_wait == 7
+    assert info.config.filter_subject == CycleRequested.subject
+    assert info.config.ack_policy == "explicit"

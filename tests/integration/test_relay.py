@@ -119,3 +119,13 @@ async def test_relay_waits_out_a_broker_outage(private_nats, db: Database):
     assert await unsent(db) == 0
     ids = [m.headers["Nats-Msg-Id"] for m in await stream_messages(private_nats.url)]
     assert ids == [str(e.event_id) for e in before + during]
+
+
+async def test_duplicate_window_drops_a_repeated_event_id(private_nats):
+    event = CycleRequested(cycle_id=uuid.uuid4(), task_name="t", producer="p")
+    async with make_broker(private_nats.url, client_name="dup") as broker:
+        await broker.connect()
+        publisher = JetStreamPublisher(broker)
+        await publisher.publish_event(event)
+        await publisher.publish_event(event)
+    assert len(await stream_messages(private_nats.url)) == 1
