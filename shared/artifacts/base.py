@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import io
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -99,16 +98,13 @@ def hash_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-class HashingReader(io.RawIOBase):
+class HashingReader:
     """Hashes what a consumer (e.g. an upload) actually read, to prove it is what we hashed."""
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
         self._digest = hashlib.sha256()
         self.size = 0
-
-    def readable(self) -> bool:
-        return True
 
     def read(self, size: int = -1) -> bytes:
         chunk = self._stream.read(size)

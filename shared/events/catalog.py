@@ -34,6 +34,9 @@ class CycleRequested(Event):
     cycle_id: UUID
     task_name: str = Field(min_length=1)
     task_version: int | None = Field(default=None, ge=1, description="null: the latest")
+    task_spec: ArtifactRef | None = Field(
+        default=None, description="the applied spec; null: synth-data looks the task up"
+    )
     reason: CycleReason = "manual"
 
 
@@ -44,6 +47,7 @@ class CycleIterationRequested(Event):
     cycle_id: UUID
     task_name: str
     task_version: int = Field(ge=1)
+    task_spec: ArtifactRef = Field(description="the applied spec, self-contained")
     iteration: int = Field(ge=2, description="1 is the cycle's first pass")
     failing_slices: list[str] = Field(min_length=1)
     evaluation_report: ArtifactRef
@@ -62,6 +66,7 @@ class SynthCompleted(Event):
     cycle_id: UUID
     task_name: str
     task_version: int = Field(ge=1)
+    task_spec: ArtifactRef = Field(description="the applied spec, self-contained")
     iteration: int = Field(default=1, ge=1)
     batch: ArtifactRef = Field(description="JSONL of generated examples")
     examples: int = Field(ge=0)
@@ -78,6 +83,7 @@ class DatasetPublished(Event):
     cycle_id: UUID
     task_name: str
     task_version: int = Field(ge=1)
+    task_spec: ArtifactRef = Field(description="the applied spec, self-contained")
     iteration: int = Field(default=1, ge=1)
     dataset_version: str = Field(description="sha256 of the manifest")
     manifest: ArtifactRef
@@ -105,6 +111,7 @@ class TrainingCompleted(Event):
     run_id: UUID
     task_name: str
     task_version: int = Field(ge=1)
+    task_spec: ArtifactRef = Field(description="the applied spec, self-contained")
     iteration: int = Field(default=1, ge=1)
     dataset_version: str
     base_model: ArtifactRef = Field(description="safetensors of the base, by content hash")
@@ -127,6 +134,7 @@ class EvaluationCompleted(Event):
     evaluation_id: UUID
     task_name: str
     task_version: int = Field(ge=1)
+    task_spec: ArtifactRef = Field(description="the applied spec, self-contained")
     iteration: int = Field(default=1, ge=1)
     candidate: ArtifactRef
     candidate_kind: Literal["adapter", "quantized"]
@@ -143,6 +151,7 @@ class QuantizationCompleted(Event):
     cycle_id: UUID
     task_name: str
     task_version: int = Field(ge=1)
+    task_spec: ArtifactRef = Field(description="the applied spec, self-contained")
     source_adapter: ArtifactRef
     quant_format: QuantFormat
     model: ArtifactRef = Field(description="merged and quantized weights")

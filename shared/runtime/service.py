@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from faststream import FastStream
 from faststream.nats import NatsBroker, NatsRouter
 
+from shared.artifacts import AsyncArtifactStore, store_from_settings
 from shared.bus import JetStreamPublisher, ensure_stream, make_broker
 from shared.db import Database
 from shared.events import ConsumerPolicy, StreamPolicy
@@ -29,6 +30,7 @@ class ServiceContext:
     db: Database
     broker: NatsBroker
     policy: ConsumerPolicy
+    artifacts: AsyncArtifactStore
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -48,6 +50,7 @@ def create_service_app(
         db=db,
         broker=broker,
         policy=ConsumerPolicy(max_deliver=settings.max_deliver, ack_wait_s=settings.ack_wait_s),
+        artifacts=AsyncArtifactStore(store_from_settings(settings)),
     )
     broker.include_router(build_router(ctx))
     relay = OutboxRelay(db, JetStreamPublisher(broker), producer=name)

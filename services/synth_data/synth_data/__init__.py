@@ -1,0 +1,1 @@
+"""The synth-data service."""

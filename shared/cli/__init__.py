@@ -1,0 +1,1 @@
+"""The `distillery` command line: run the platform locally and operate it."""

@@ -1,0 +1,204 @@
+"""The task spec: everything Distillery needs to know about one narrow task, in one YAML file.
+
+`load_spec(path)` validates a file and names the exact field of every problem. After
+`distillery task apply`, file references (golden set, probe set, general text) are replaced by
+ArtifactRefs and the student's base model by its content hash, so a stored spec is
+self-contained: a service reads it from the artifact store and needs nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from shared.events.base import ArtifactRef, Frozen
+
+QuantTarget = Literal["int8", "int4", "fp8", "gguf"]
+
+
+class Spec(Frozen):
+    # Unknown keys are typos: refuse them rather than silently ignore a setting.
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Example(Spec):
+    input: str = Field(min_length=1)
+    output: str = Field(min_length=1, description="the right answer; JSON text if a schema is set")
+    use_case: str | None = None
+
+
+class UseCase(Spec):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    weight: float = Field(gt=0)
+    description: str = ""
+
+
+class NegativePolicy(Spec):
+    """Examples whose right answer is to decline or escalate, not to guess."""
+
+    share: float = Field(default=0.1, ge=0, lt=1)
+    description: str = "requests the task cannot answer from the input"
+    # How a correct refusal is recognised in an output, e.g. {"priority": "escalate"}.
+    expected: dict[str, Any] = Field(default_factory=dict)
+
+
+class Thresholds(Spec):
+    min_quality_vs_teacher: float = Field(default=0.85, gt=0, le=2)
+    max_general_regression: float = Field(default=0.05, ge=0, le=1)
+    p95_latency_ms: float = Field(default=2000.0, gt=0)
+    max_iterations: int = Field(default=3, ge=1, le=20)
+    min_quant_retention: float = Field(default=0.95, gt=0, le=1)
+
+
+class Teacher(Spec):
+    base_url: str
+    model: str = Field(min_length=1)
+    # The name of the environment variable holding the key; the key itself never enters a spec.
+    api_key_env: str = "DISTILLERY_TEACHER_API_KEY"
+    price_per_1k_prompt_tokens: float = Field(default=0.0, ge=0)
+    price_per_1k_completion_tokens: float = Field(default=0.0, ge=0)
+    max_concurrency: int = Field(default=4, ge=1, le=256)
+    timeout_s: float = Field(default=60.0, gt=0)
+    temperature: float = Field(default=0.7, ge=0, le=2)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an http(s) URL with a host, e.g. http://127.0.0.1:8000/v1")
+        return value
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.base_url).hostname or ""
+
+
+class Student(Spec):
+    # A name given to `distillery models import`; apply resolves it to `base_model_ref`.
+    base_model: str = Field(min_length=1)
+    base_model_ref: ArtifactRef | None = None
+    max_seq_len: int = Field(default=512, ge=32, le=32768)
+
+
+class Range(Spec):
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        return self
+
+
+class SearchSpace(Spec):
+    rank: list[int] = Field(default=[8, 16], min_length=1)
+    alpha: list[int] = Field(default=[16, 32], min_length=1)
+    learning_rate: Range = Range(low=1e-4, high=5e-4)
+    epochs: list[int] = Field(default=[1, 2], min_length=1)
+
+
+class Training(Spec):
+    search: SearchSpace = SearchSpace()
+    trials: int = Field(default=1, ge=1, le=100)
+    batch_size: int = Field(default=8, ge=1)
+    gradient_accumulation_steps: int = Field(default=1, ge=1)
+    seed: int = 0
+    distillation: Literal["sft", "gkd"] = "sft"
+
+
+class Synthesis(Spec):
+    examples: int = Field(default=200, ge=1, le=1_000_000)
+    styles: list[str] = Field(default=["terse", "detailed", "informal"], min_length=1)
+    self_consistency: int = Field(default=1, ge=1, le=15, description="k samples, majority kept")
+    max_repairs: int = Field(default=1, ge=0, le=5)
+
+
+class Curation(Spec):
+    near_duplicate_threshold: float = Field(default=0.85, gt=0, le=1)
+    min_chars: int = Field(default=1, ge=0)
+    max_chars: int = Field(default=8000, ge=1)
+    review_share: float = Field(default=0.0, ge=0, le=1)
+    validation_share: float = Field(default=0.1, gt=0, lt=1)
+    decontamination_ngram: int = Field(default=8, ge=3, le=50)
+    judge: bool = False
+
+
+class Rollout(Spec):
+    shadow_requests: int = Field(default=200, ge=0)
+    ab_share: float = Field(default=0.1, gt=0, le=1)
+    ab_requests: int = Field(default=500, ge=0)
+    max_error_rate: float = Field(default=0.02, ge=0, le=1)
+
+
+class Residency(Spec):
+    allowed_teacher_hosts: list[str] = Field(min_length=1)
+
+
+class TaskSpec(Spec):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    description: str = ""
+    instructions: str = Field(min_length=1, description="the system prompt of the task")
+    output_schema: dict[str, Any] | None = None
+    use_cases: list[UseCase] = Field(min_length=1)
+    seed_examples: list[Example] = Field(default_factory=list)
+    edge_cases: list[str] = Field(default_factory=list)
+    negatives: NegativePolicy = NegativePolicy()
+    # A path (relative to the spec file) before apply, an ArtifactRef after.
+    golden_set: ArtifactRef | str
+    probe_set: ArtifactRef | str | None = None
+    general_text: ArtifactRef | str | None = None
+    thresholds: Thresholds = Thresholds()
+    teacher: Teacher
+    student: Student
+    training: Training = Training()
+    synthesis: Synthesis = Synthesis()
+    curation: Curation = Curation()
+    quantization: list[QuantTarget] = Field(default=["int8"])
+    rollout: Rollout = Rollout()
+    residency: Residency
+
+    @field_validator("output_schema")
+    @classmethod
+    def _valid_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            from jsonschema import Draft202012Validator
+            from jsonschema.exceptions import SchemaError
+
+            try:
+                Draft202012Validator.check_schema(value)
+            except SchemaError as exc:
+                raise ValueError(f"not a valid JSON schema: {exc.message}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TaskSpec:
+        names = [u.name for u in self.use_cases]
+        if len(set(names)) != len(names):
+            raise ValueError("use_cases: names must be unique")
+        for i, example in enumerate(self.seed_examples):
+            if example.use_case is not None and example.use_case not in names:
+                raise ValueError(
+                    f"seed_examples.{i}.use_case: {example.use_case!r} is not one of {names}"
+                )
+        if self.teacher.host not in self.residency.allowed_teacher_hosts:
+            # Caught at apply time too, not only when synth-data first calls the teacher.
+            raise ValueError(
+                f"teacher.base_url: host {self.teacher.host!r} is outside "
+                f"residency.allowed_teacher_hosts {self.residency.allowed_teacher_hosts}"
+            )
+        return self
+
+    @property
+    def slices(self) -> list[str]:
+        """Use-case names, plus the negatives slice when the policy asks for any."""
+        return [u.name for u in self.use_cases] + (["negative"] if self.negatives.share else [])
+
+    def ref(self, field: Literal["golden_set", "probe_set", "general_text"]) -> ArtifactRef:
+        value = getattr(self, field)
+        if not isinstance(value, ArtifactRef):
+            raise ValueError(f"{field} is not resolved to an artifact; apply the spec first")
+        return value
