@@ -1,9 +1,17 @@
 """Every table's metadata in one place, for Alembic.
 
 Each service that owns tables adds its models module here, so one history covers them all.
+This module is read by migrations only; no service imports it.
 """
 
-import shared.tasks.tables  # noqa: F401  (registers the control-plane tables on Base)
+import curation.models
+import evaluator.models
+import synth_data.models
+import trainer.models
+
+import shared.tasks.tables
 from shared.db.tables import Base
+
+__all__ = ["curation", "evaluator", "shared", "synth_data", "trainer"]
 
 metadata = Base.metadata
