@@ -22,6 +22,7 @@ class PlatformSettings(BaseSettings):
     stream_replicas: int = Field(default=1, ge=1, le=5)
     max_deliver: int = Field(default=6, ge=1)
     ack_wait_s: float = Field(default=30.0, gt=0)
+    consumer_batch_size: int = Field(default=4, ge=1, le=256, description="ignored on SQLite")
 
     artifact_store: Literal["local", "s3"] = "local"
     artifact_root: Path | None = None

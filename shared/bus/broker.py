@@ -54,12 +54,27 @@ async def ensure_stream(nats_url: str, policy: StreamPolicy | None = None) -> No
     try:
         js = nc.jetstream()
         try:
-            await js.stream_info(STREAM_NAME)
+            info = await js.stream_info(STREAM_NAME)
         except NotFoundError:
             await js.add_stream(config)
             log.info("stream created", stream=STREAM_NAME)
-        else:
+            return
+        current = info.config
+        if current.num_replicas != config.num_replicas:
+            # Replication is an operator's decision (deploy/ runs R3); a service started with
+            # a default must never scale a production stream down. Keep what is there.
+            log.warning(
+                "stream replicas differ; keeping the existing setting",
+                existing=current.num_replicas,
+                declared=config.num_replicas,
+            )
+            config.num_replicas = current.num_replicas
+        if (
+            sorted(current.subjects or []) != sorted(config.subjects or [])
+            or current.duplicate_window != config.duplicate_window
+        ):
             await js.update_stream(config)
+            log.info("stream updated", stream=STREAM_NAME)
     finally:
         await nc.close()
 

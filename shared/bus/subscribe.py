@@ -46,7 +46,7 @@ def subscribe(
     service: str,
     db: Database,
     policy: ConsumerPolicy | None = None,
-    batch_size: int = 16,
+    batch_size: int | None = None,
 ) -> str:
     """Consume `event_cls` durably as `service`; returns the durable consumer name."""
     policy = policy or ConsumerPolicy()
@@ -76,7 +76,7 @@ def subscribe(
         stream=stream_ref(),
         durable=consumer,
         config=config,
-        pull_sub=PullSub(batch_size=batch_size, timeout=1.0),
+        pull_sub=PullSub(batch_size=batch_size or policy.batch_size, timeout=1.0),
         ack_policy=FastStreamAck.MANUAL,
         title=consumer,
         description=(event_cls.__doc__ or "").strip() or None,

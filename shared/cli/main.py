@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from importlib.metadata import entry_points
 
-import structlog
 import typer
 
 from shared.logs import configure_logging
@@ -22,23 +22,11 @@ app = typer.Typer(
 )
 
 
-class _CurrentStderr:
-    """Whatever sys.stderr is when a line is written, not when logging was configured:
-    commands also run in process (tests, the demo), where the stream is swapped and closed."""
-
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
-
 @app.callback()
 def _setup() -> None:
     # Kernel code logs through structlog; a CLI shows warnings and errors only, on stderr,
     # unless DISTILLERY_LOG_LEVEL asks for more.
     configure_logging(os.environ.get("DISTILLERY_LOG_LEVEL", "WARNING"), json=False)
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()))
 
 
 app.command("up")(up)
@@ -46,6 +34,19 @@ app.command("demo")(demo)
 app.add_typer(cycle.app, name="cycle")
 app.add_typer(events.app, name="events")
 app.add_typer(outbox.app, name="outbox")
+
+
+def _mount_plugins() -> None:
+    """Services add their own commands (e.g. `distillery review`) through entry points, so the
+    CLI never imports a service by name. A broken plugin is reported, not fatal."""
+    for ep in entry_points(group="distillery.cli"):
+        try:
+            app.add_typer(ep.load(), name=ep.name)
+        except Exception as exc:  # a plugin's import error must not take down every command
+            print(f"distillery: plugin {ep.name!r} unavailable: {exc}", file=sys.stderr)
+
+
+_mount_plugins()
 
 
 if __name__ == "__main__":

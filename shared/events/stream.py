@@ -24,6 +24,9 @@ class ConsumerPolicy:
     # Delays for transient failures: base * 2**(delivery-1), capped.
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 60.0
+    # Messages fetched, and handled concurrently, per pull. bench/bus.py: on PostgreSQL 4 beat
+    # 1 and 16; SQLite serialises writers, so services on SQLite use 1 (see create_service_app).
+    batch_size: int = 4
 
     def backoff(self, delivery: int) -> float:
         return min(self.backoff_cap_s, self.backoff_base_s * 2 ** max(0, delivery - 1))

@@ -49,7 +49,11 @@ def create_service_app(
         settings=settings,
         db=db,
         broker=broker,
-        policy=ConsumerPolicy(max_deliver=settings.max_deliver, ack_wait_s=settings.ack_wait_s),
+        policy=ConsumerPolicy(
+            max_deliver=settings.max_deliver,
+            ack_wait_s=settings.ack_wait_s,
+            batch_size=1 if db.dialect == "sqlite" else settings.consumer_batch_size,
+        ),
         artifacts=AsyncArtifactStore(store_from_settings(settings)),
     )
     broker.include_router(build_router(ctx))
