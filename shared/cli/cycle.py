@@ -11,6 +11,8 @@ from pydantic import ValidationError
 
 from shared.db import Database
 from shared.events.catalog import CycleReason, CycleRequested
+from shared.tasks.registry import latest_spec
+from shared.tasks.tables import TaskSpecRow
 
 from .common import (
     CLI_PRODUCER,
@@ -33,14 +35,41 @@ from .timeline import EventRow, cycle_tree, fetch_events
 app = typer.Typer(help="Improvement cycles: start one, see where one is.")
 
 
-def build_request(task: str, reason: str) -> CycleRequested:
+def build_request(task: str, reason: str, registered: TaskSpecRow | None = None) -> CycleRequested:
+    """The request; with the registered spec, so every stage works on the same version."""
+    pinned = (
+        {"task_version": registered.version, "task_spec": registered.ref()} if registered else {}
+    )
     try:
         return CycleRequested(
-            cycle_id=uuid4(), task_name=task, reason=reason, producer=CLI_PRODUCER
+            cycle_id=uuid4(), task_name=task, reason=reason, producer=CLI_PRODUCER, **pinned
         )
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise typer.BadParameter(problems) from None
+
+
+async def registered_task(target: Target, task: str, version: int | None) -> TaskSpecRow | None:
+    db = Database(target.database_url)
+    try:
+        return await latest_spec(db, task, version)
+    finally:
+        await db.dispose()
+
+
+def require_registered(target: Target, task: str, version: int | None) -> TaskSpecRow:
+    """A cycle runs on an applied spec; asking for one on an unknown task is a usage error."""
+    with database_errors(target):
+        row = asyncio.run(registered_task(target, task, version))
+    if row is not None:
+        return row
+    if version is not None:
+        raise fail(f"task {task!r} has no version {version}; `distillery task list --all`", 2)
+    raise fail(
+        f"task {task!r} is not registered; apply its spec first: "
+        "`distillery task apply path/to/spec.yaml` (`distillery task list` shows what is)",
+        2,
+    )
 
 
 async def request_cycle(target: Target, event: CycleRequested) -> RelayOutcome:
@@ -65,8 +94,9 @@ def report_request(target: Target, event: CycleRequested, outcome: RelayOutcome)
             "run `distillery outbox flush` once NATS is up."
         )
     else:
+        version = f" version {event.task_version}" if event.task_version else ""
         err.print(
-            f"cycle requested: task {event.task_name!r}, reason {event.reason}, "
+            f"cycle requested: task {event.task_name!r}{version}, reason {event.reason}, "
             f"event {short(str(event.event_id))}, relayed to {url}"
         )
 
@@ -75,16 +105,21 @@ def report_request(target: Target, event: CycleRequested, outcome: RelayOutcome)
 def start(
     task: Annotated[str, typer.Argument(help="Name of the task to improve.")],
     reason: Annotated[CycleReason, typer.Option(help="Why the cycle is requested.")] = "manual",
+    version: Annotated[
+        int | None, typer.Option(min=1, help="A registered version (default: the latest).")
+    ] = None,
     home: HomeOption = None,
 ) -> None:
     """Request a cycle for TASK; prints its cycle id (stdout) once committed.
 
-    The request is committed to the outbox, then relayed to NATS. If NATS is down it stays
+    TASK must be registered (`distillery task apply`); the request carries the spec version
+    it runs on. It is committed to the outbox, then relayed to NATS. If NATS is down it stays
     committed and the command still succeeds, with a warning; `outbox flush` sends it later.
     """
-    event = build_request(task, reason)
+    build_request(task, reason)  # a malformed request fails before any database work
     target = resolve(home)
     require_database(target)
+    event = build_request(task, reason, require_registered(target, task, version))
     with database_errors(target):
         outcome = asyncio.run(request_cycle(target, event))
     report_request(target, event, outcome)

@@ -18,7 +18,7 @@ from shared.bus import ensure_stream
 from shared.db.migrate import upgrade
 from shared.events import StreamPolicy
 from shared.runtime.natsd import NatsServer, free_port
-from shared.runtime.registry import EXTRA_ENV, GROUP, ServiceSpec
+from shared.runtime.registry import EXTRA_ENV, GROUP, SELECT_ENV, ServiceSpec
 from shared.runtime.supervisor import Child, Supervisor
 from shared.settings import PlatformSettings
 
@@ -111,8 +111,8 @@ class EmbeddedRuntime:
                 self.announce(f"services     {names}")
             else:
                 self.announce(
-                    f"no services registered (entry points `{GROUP}`, or {EXTRA_ENV}); "
-                    "running nats, database and artifacts only"
+                    f"no services registered or selected (entry points `{GROUP}`, "
+                    f"{EXTRA_ENV}, {SELECT_ENV}); running nats, database and artifacts only"
                 )
             self.supervisor = Supervisor(
                 self.specs,

@@ -6,10 +6,9 @@ This module is read by migrations only; no service imports it.
 
 import curation.models
 import evaluator.models
+import shared.tasks.tables
 import synth_data.models
 import trainer.models
-
-import shared.tasks.tables
 from shared.db.tables import Base
 
 __all__ = ["curation", "evaluator", "shared", "synth_data", "trainer"]

@@ -16,6 +16,8 @@ from importlib.metadata import entry_points
 
 GROUP = "distillery.services"
 EXTRA_ENV = "DISTILLERY_EXTRA_SERVICES"
+# Which registered services to start: comma-separated names, or "none"; unset means all.
+SELECT_ENV = "DISTILLERY_SERVICES"
 
 # Names become log file names and table rows: keep them boring.
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
@@ -63,11 +65,16 @@ def installed() -> list[ServiceSpec]:
 def discover(
     env: Mapping[str, str] | None = None, only: list[str] | None = None
 ) -> list[ServiceSpec]:
-    """Installed services plus the extra ones, by name; `only` keeps the named ones.
+    """Installed services plus the extra ones, by name; `only` (or $DISTILLERY_SERVICES)
+    keeps the named ones.
 
     Raises RegistryError for malformed entries and for `only` names nobody registered.
     """
     env = os.environ if env is None else env
+    if only is None and (selected := env.get(SELECT_ENV, "").strip()):
+        if selected == "none":
+            return []
+        only = [name.strip() for name in selected.split(",") if name.strip()]
     by_name: dict[str, ServiceSpec] = {s.name: s for s in installed()}
     for spec in parse_extra(env.get(EXTRA_ENV, "")):
         by_name[spec.name] = spec

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import re
+import selectors
 import signal
 import subprocess
 import sys
@@ -62,6 +63,27 @@ def cli(home: Path, *args: str, **env: str | None):
     """Run a command in process, isolated from the caller's DISTILLERY_* settings."""
     isolated: dict[str, str | None] = {k: None for k in os.environ if k.startswith("DISTILLERY_")}
     return runner.invoke(app, [*args, "--home", str(home)], env={**isolated, **env})
+
+
+def register(home: Path, *tasks: str, **env: str) -> None:
+    """`cycle start` needs a registered task: apply a tiny spec for each name."""
+    for task in tasks:
+        folder = home.parent / f"{home.name}-spec-{task}"
+        folder.mkdir(parents=True, exist_ok=True)
+        row = {"id": "g1", "input": "hi", "output": "hello", "use_case": "main", "negative": False}
+        (folder / "golden.jsonl").write_text(json.dumps(row) + "\n")
+        spec = {
+            "name": task,
+            "instructions": "Reply politely.",
+            "use_cases": [{"name": "main", "weight": 1}],
+            "golden_set": "golden.jsonl",
+            "teacher": {"base_url": "http://127.0.0.1:8000/v1", "model": "teacher"},
+            "student": {"base_model": "tiny"},
+            "residency": {"allowed_teacher_hosts": ["127.0.0.1"]},
+        }
+        (folder / "spec.yaml").write_text(json.dumps(spec))  # JSON is YAML
+        result = cli(home, "task", "apply", str(folder / "spec.yaml"), "--no-resolve-models", **env)
+        assert result.exit_code == 0, result.output
 
 
 def sqlite_url(home: Path) -> str:
@@ -176,7 +198,8 @@ def stop_up(up: Up) -> None:
 
 def test_up_with_no_services_runs_the_infrastructure_and_exits_clean(tmp_path):
     home = tmp_path / "bare"
-    up = start_up(home, free_port(), seconds=3)
+    # Installed services are real ones now; this test is about the infrastructure alone.
+    up = start_up(home, free_port(), seconds=3, DISTILLERY_SERVICES="none")
     try:
         runtime = wait_until(lambda: read_runtime(home), "runtime.json", timeout=20)
         assert runtime["services"] == {}
@@ -184,7 +207,7 @@ def test_up_with_no_services_runs_the_infrastructure_and_exits_clean(tmp_path):
         assert up.proc.wait(30) == 0, up.output()
     finally:
         stop_up(up)
-    assert "no services registered" in up.output()
+    assert "no services registered or selected" in up.output()
     assert not (home / "runtime.json").exists()
     assert not alive(runtime["nats_pid"])
     assert (home / "artifacts").is_dir()
@@ -199,9 +222,16 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     home = tmp_path_factory.mktemp("up") / "home"
     migrate_with_ledger_table(home)
     extra = f"ledger={LEDGER},broken=tests.nonexistent:create_app"
-    up = start_up(home, free_port(), seconds=120, DISTILLERY_EXTRA_SERVICES=extra)
+    up = start_up(
+        home,
+        free_port(),
+        seconds=120,
+        DISTILLERY_EXTRA_SERVICES=extra,
+        DISTILLERY_SERVICES="ledger,broken",
+    )
     try:
         wait_until(lambda: service(home, "ledger").get("state") == "running", "ledger running")
+        register(home, "triage", "followed", "after-restart")
         yield up
     finally:
         stop_up(up)
@@ -266,14 +296,21 @@ def test_events_tail_follow_prints_new_events(system: Up):
         stderr=subprocess.STDOUT,
         text=True,
     )
+    first = ""
     try:
-        time.sleep(1.5)  # past its first read, so the next event arrives as a new row
+        # Past its first read (the registrations are there to show), so the next event
+        # arrives as a new row; a fixed sleep lost that race on a loaded machine.
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            assert sel.select(timeout=30), "tail printed nothing"
+        first = proc.stdout.readline()
         cycle_id = cli(system.home, "cycle", "start", "followed").stdout.strip()
         wait_until(lambda: len(outbox(system.url, cycle_id)) == 2, "the answer")
         time.sleep(1.0)  # two polls
     finally:
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=15)
+        rest, _ = proc.communicate(timeout=15)
+        out = first + rest
     assert proc.returncode == 0, out
     followed = [ln for ln in out.splitlines() if f"cycle={cycle_id[:8]}" in ln]
     assert len(followed) == 2, out
@@ -335,6 +372,7 @@ def test_cycle_start_with_nats_down_stays_pending_until_flushed(tmp_path):
     url = migrate_with_ledger_table(home)
     port = free_port()
     nats_url = f"nats://127.0.0.1:{port}"
+    register(home, "offline-task", DISTILLERY_NATS_URL=nats_url)  # its event waits too
 
     result = cli(home, "cycle", "start", "offline-task", DISTILLERY_NATS_URL=nats_url)
     assert result.exit_code == 0, result.output
@@ -345,17 +383,17 @@ def test_cycle_start_with_nats_down_stays_pending_until_flushed(tmp_path):
     assert row.sent_at is None and row.producer == "ops-cli"
 
     still_down = cli(home, "outbox", "flush", DISTILLERY_NATS_URL=nats_url)
-    assert still_down.exit_code == 1 and "1 event(s) still pending" in still_down.output
+    assert still_down.exit_code == 1 and "2 event(s) still pending" in still_down.output
 
     server = NatsServer(tmp_path / "nats", port=port).start()
     try:
         flushed = cli(home, "outbox", "flush", DISTILLERY_NATS_URL=nats_url)
         assert flushed.exit_code == 0, flushed.output
-        assert "relayed 1 event(s)" in flushed.stdout and "0 still pending" in flushed.stdout
-        [row] = outbox(url, cycle_id)
-        assert row.sent_at is not None
+        assert "relayed 2 event(s)" in flushed.stdout and "0 still pending" in flushed.stdout
+        [registered, row] = outbox(url)
+        assert row.sent_at is not None and registered.sent_at is not None
         ids = [m.headers["Nats-Msg-Id"] for m in asyncio.run(stream_messages(server.url))]
-        assert ids == [row.event_id]
+        assert ids == [registered.event_id, row.event_id]
         again = cli(home, "outbox", "flush", DISTILLERY_NATS_URL=nats_url)
         assert again.exit_code == 0 and "nothing pending" in again.stdout
     finally:
