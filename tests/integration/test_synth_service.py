@@ -1,0 +1,445 @@
+"""synth-data's use cases end to end in process: a real database (SQLite and PostgreSQL), a
+real artifact store, the real error policy (shared.bus.process, fed by a fake JetStream
+message) and a real HTTP teacher: the scripted one (see tests/fixtures/teacher_server.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import func, select
+
+from shared.artifacts import AsyncArtifactStore, LocalArtifactStore
+from shared.bus import durable_name, process
+from shared.db import Database, OutboxRow
+from shared.events import ConsumerPolicy, Event
+from shared.events.base import ArtifactRef
+from shared.events.catalog import (
+    CycleFailed,
+    CycleIterationRequested,
+    CycleRequested,
+    SynthCompleted,
+    TaskRegistered,
+)
+from shared.tasks import parse_spec
+from shared.tasks.spec import Residency
+from synth_data import service
+from synth_data.models import SynthResponse
+from synth_data.repository import get_run
+from synth_data.settings import SynthDataSettings
+from tests.fixtures.teacher_server import ScriptedTeacher, running, toy_spec
+
+POLICY = ConsumerPolicy(max_deliver=5, ack_wait_s=30, backoff_base_s=0.1)
+FAST = {"backoff_base_s": 0.01, "backoff_cap_s": 0.05, "max_attempts": 4, "progress_every": 3}
+
+
+@dataclass
+class FakeMessage:
+    """The JetStream message port, recording what the policy did with it."""
+
+    body: bytes
+    subject: str
+    delivery: int = 1
+    stream_sequence: int = 1
+    calls: list[tuple] = field(default_factory=list)
+
+    async def ack(self) -> None:
+        self.calls.append(("ack",))
+
+    async def nack(self, delay: float) -> None:
+        self.calls.append(("nack", delay))
+
+    async def reject(self) -> None:
+        self.calls.append(("reject",))
+
+    async def in_progress(self) -> None:
+        self.calls.append(("in_progress",))
+
+
+@pytest.fixture
+def teacher() -> Iterator[ScriptedTeacher]:
+    with running() as scripted:
+        yield scripted
+
+
+@pytest.fixture
+def store(tmp_path) -> AsyncArtifactStore:
+    return AsyncArtifactStore(LocalArtifactStore(tmp_path / "artifacts"))
+
+
+def deps(db: Database, store: AsyncArtifactStore, **settings: Any) -> service.Deps:
+    return service.Deps(db, store, SynthDataSettings(**{**FAST, **settings}))
+
+
+async def put_spec(store: AsyncArtifactStore, data: dict[str, Any]) -> ArtifactRef:
+    spec = parse_spec(data)
+    return await store.put_bytes(spec.model_dump_json().encode(), media_type="application/json")
+
+
+def cycle(ref: ArtifactRef | None, cycle_id: uuid.UUID | None = None, **extra) -> CycleRequested:
+    pinned = {"task_spec": ref, "task_version": 1} if ref else {}
+    fields = {"task_name": "toy-triage", **pinned, **extra}
+    return CycleRequested(cycle_id=cycle_id or uuid.uuid4(), producer="test", **fields)
+
+
+async def deliver(d: service.Deps, event: Event, number: int = 1) -> str:
+    handler = service.register_task if isinstance(event, TaskRegistered) else service.run_cycle
+    message = FakeMessage(event.model_dump_json().encode(), event.subject, delivery=number)
+    return await process(
+        message,
+        type(event),
+        lambda e, delivery: handler(d, e, delivery),
+        service=service.NAME,
+        consumer=durable_name(service.NAME, type(event)),
+        db=d.db,
+        policy=POLICY,
+    )
+
+
+async def staged(db: Database, cls: type[Event]) -> list[Any]:
+    async with db.uow() as uow:
+        rows = await uow.session.scalars(
+            select(OutboxRow.payload).where(OutboxRow.subject == cls.subject).order_by(OutboxRow.id)
+        )
+        return [cls.model_validate_json(r) for r in rows]
+
+
+async def jsonl(store: AsyncArtifactStore, ref: ArtifactRef) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (await store.get_bytes(ref)).decode().splitlines()]
+
+
+async def test_cycle_yields_a_batch_and_synth_completed(db, store, teacher):
+    data = toy_spec(
+        teacher.url,
+        teacher={"price_per_1k_prompt_tokens": 1.0, "price_per_1k_completion_tokens": 2.0},
+    )
+    ref = await put_spec(store, data)
+    d = deps(db, store)
+    event = cycle(ref)
+
+    assert await deliver(d, event) == "acked"
+
+    [done] = await staged(db, SynthCompleted)
+    assert done.causation_id == event.event_id and done.cycle_id == event.cycle_id
+    assert (done.task_name, done.task_version, done.task_spec, done.iteration) == (
+        "toy-triage",
+        1,
+        ref,
+        1,
+    )
+    assert done.examples == 10
+    assert done.examples_per_slice == {"account": 2, "billing": 4, "negative": 2, "outage": 2}
+    assert done.prompt_tokens > 0 and done.completion_tokens > 0
+    expected_cost = (done.prompt_tokens * 1.0 + done.completion_tokens * 2.0) / 1000
+    assert done.cost_usd == pytest.approx(expected_cost)
+    rows = await jsonl(store, done.batch)
+    truth = {r["input"]: r["output"] for r in teacher.pool}
+    assert [r["output"] for r in rows] == [truth[r["input"]] for r in rows]
+    assert sum(r["prompt_tokens"] for r in rows) == done.prompt_tokens
+    assert {r["iteration"] for r in rows} == {1}
+    assert all(r["edge_case"] is None for r in rows if r["negative"])
+    assert teacher.counts() == {"input": 10, "answer": 10}
+
+    run = await get_run(db, str(event.cycle_id))
+    assert (run.status, run.total, run.done, run.accepted, run.rejected) == (
+        "completed",
+        10,
+        10,
+        10,
+        0,
+    )
+    assert (run.requests, run.cache_hits, run.batch_sha256) == (20, 0, done.batch.sha256)
+    assert run.prompt_tokens == done.prompt_tokens and run.cost_usd == done.cost_usd
+
+
+async def test_redelivery_after_a_crash_reuses_the_cache_and_answers_once(db, store, teacher):
+    ref = await put_spec(store, toy_spec(teacher.url))
+    d = deps(db, store, max_attempts=2)
+    event = cycle(ref)
+    # The teacher breaks half-way: the first delivery gives up and is retried later.
+    teacher.fail_next(50, status=500, after=12)
+    assert await deliver(d, event) == "retried"
+    assert await staged(db, SynthCompleted) == []
+    half = await get_run(db, str(event.cycle_id))
+    assert half.status == "running" and half.done < half.total
+    async with db.uow() as uow:
+        paid = await uow.session.scalar(select(func.count()).select_from(SynthResponse))
+    # Answers in flight when the job gave up may be lost; at most the 12 good ones were kept.
+    assert 10 <= paid <= 12
+
+    teacher.clear_faults()
+    assert await deliver(d, event, number=2) == "acked"
+    run = await get_run(db, str(event.cycle_id))
+    assert run.cache_hits == paid and run.requests == 20 - paid
+    assert await deliver(d, event, number=3) == "acked"  # after the commit: nothing again
+    [done] = await staged(db, SynthCompleted)
+
+    # The same cycle asked again (a new event) costs nothing and yields the same bytes.
+    before = len(teacher.requests)
+    assert await deliver(d, cycle(ref, cycle_id=event.cycle_id)) == "acked"
+    assert len(teacher.requests) == before
+    again = (await staged(db, SynthCompleted))[-1]
+    assert again.batch == done.batch
+    rerun = await get_run(db, str(event.cycle_id))
+    assert (rerun.requests, rerun.cache_hits) == (0, 20)
+    assert rerun.prompt_tokens == run.prompt_tokens  # the ledger counts what was paid, once
+
+
+async def test_residency_violation_is_refused_before_any_request(db, store, teacher):
+    ref = await put_spec(store, toy_spec(teacher.url))
+    d = deps(db, store, allowed_teacher_hosts=["llm.eu.internal"])
+    event = cycle(ref)
+
+    assert await deliver(d, event) == "acked"
+
+    [failed] = await staged(db, CycleFailed)
+    assert failed.stage == "synth" and failed.causation_id == event.event_id
+    assert "'127.0.0.1'" in failed.reason and "['llm.eu.internal']" in failed.reason
+    assert await staged(db, SynthCompleted) == []
+    assert teacher.requests == []
+    run = await get_run(db, str(event.cycle_id))
+    assert run.status == "failed" and run.reason == failed.reason
+
+
+async def test_stored_spec_outside_its_own_allow_list_fails_the_cycle(sqlite_db, store, teacher):
+    spec = parse_spec(toy_spec(teacher.url))
+    # model_copy does not validate: this is a spec written by something that skipped the check.
+    bad = spec.model_copy(update={"residency": Residency(allowed_teacher_hosts=["api.eu.example"])})
+    ref = await store.put_bytes(bad.model_dump_json().encode(), media_type="application/json")
+
+    assert await deliver(deps(sqlite_db, store), cycle(ref)) == "acked"
+
+    [failed] = await staged(sqlite_db, CycleFailed)
+    assert "'127.0.0.1'" in failed.reason and "api.eu.example" in failed.reason
+    assert teacher.requests == []
+
+
+async def test_malformed_output_is_repaired(sqlite_db, store, teacher):
+    teacher.answer = lambda _, right, n: "Sure! It is about billing." if n == 0 else right
+    ref = await put_spec(store, toy_spec(teacher.url))
+
+    assert await deliver(deps(sqlite_db, store), cycle(ref)) == "acked"
+
+    [done] = await staged(sqlite_db, SynthCompleted)
+    assert done.examples == 10
+    assert teacher.counts() == {"input": 10, "answer": 10, "repair": 10}
+    repair = next(s.body for s in teacher.requests if s.kind == "repair")
+    assert repair["messages"][2] == {"role": "assistant", "content": "Sure! It is about billing."}
+    assert "not JSON" in repair["messages"][3]["content"]
+
+
+async def test_unrepairable_output_is_rejected_with_reasons(sqlite_db, store, teacher):
+    teacher.answer = lambda *_: '{"label": "refund", "urgent": true}'
+    ref = await put_spec(store, toy_spec(teacher.url))
+    event = cycle(ref)
+
+    assert await deliver(deps(sqlite_db, store), event) == "acked"
+
+    [failed] = await staged(sqlite_db, CycleFailed)
+    assert failed.reason == "no example passed: 10 planned, rejected by reason: schema: 10"
+    run = await get_run(sqlite_db, str(event.cycle_id))
+    assert json.loads(run.stats)["rejected_by_reason"] == {"schema": 10}
+    rows = await jsonl(store, run.rejected_ref())
+    assert len(rows) == 10
+    assert all(r["reason"].startswith("schema: $.label: 'refund' is not one of") for r in rows)
+    assert all(r["answer"] == '{"label": "refund", "urgent": true}' for r in rows)
+
+
+async def test_negatives_must_be_declined(sqlite_db, store, teacher):
+    teacher.answer = lambda _, right, n: right.replace('"unknown"', '"billing"')
+    ref = await put_spec(store, toy_spec(teacher.url))
+    event = cycle(ref)
+
+    assert await deliver(deps(sqlite_db, store), event) == "acked"
+
+    [done] = await staged(sqlite_db, SynthCompleted)
+    assert done.examples == 8 and "negative" not in done.examples_per_slice
+    run = await get_run(sqlite_db, str(event.cycle_id))
+    assert json.loads(run.stats)["rejected_by_reason"] == {"negative not declined": 2}
+
+
+async def test_429_and_5xx_are_retried_with_backoff(db, store, teacher):
+    teacher.fail_next(2, status=429, retry_after="0")
+    teacher.fail_next(2, status=503)
+    teacher.fail_next(1, status=500)
+    ref = await put_spec(store, toy_spec(teacher.url))
+    event = cycle(ref)
+
+    assert await deliver(deps(db, store), event) == "acked"
+
+    [done] = await staged(db, SynthCompleted)
+    assert done.examples == 10
+    assert teacher.counts() == {"input": 10, "answer": 10, "fault": 5}
+    run = await get_run(db, str(event.cycle_id))
+    assert run.retries == 5 and run.requests == 25
+
+
+async def test_a_teacher_that_refuses_us_fails_the_cycle(sqlite_db, store, teacher):
+    teacher.fail_next(1, status=401)
+    ref = await put_spec(store, toy_spec(teacher.url, synthesis={"examples": 1}))
+
+    assert await deliver(deps(sqlite_db, store), cycle(ref)) == "acked"
+
+    [failed] = await staged(sqlite_db, CycleFailed)
+    assert "answered HTTP 401" in failed.reason and "127.0.0.1" in failed.reason
+
+
+async def test_a_refused_request_rejects_only_its_example(sqlite_db, store, teacher):
+    teacher.fail_next(1, status=400)
+    ref = await put_spec(store, toy_spec(teacher.url, synthesis={"examples": 3}))
+    event = cycle(ref)
+
+    assert await deliver(deps(sqlite_db, store), event) == "acked"
+
+    [done] = await staged(sqlite_db, SynthCompleted)
+    assert done.examples == 2
+    run = await get_run(sqlite_db, str(event.cycle_id))
+    assert json.loads(run.stats)["rejected_by_reason"] == {"teacher refused": 1}
+    [rejected] = await jsonl(store, run.rejected_ref())
+    assert rejected["reason"].startswith("teacher refused: asked for an input, HTTP 400")
+
+
+async def test_self_consistency_keeps_the_majority(sqlite_db, store, teacher):
+    def one_dissents(_: str, right: str, n: int) -> str:
+        value = json.loads(right)
+        value["urgent"] = not value["urgent"]
+        return json.dumps(value) if n == 1 else right
+
+    teacher.answer = one_dissents
+    data = toy_spec(teacher.url, synthesis={"self_consistency": 3, "examples": 6})
+    ref = await put_spec(store, data)
+
+    assert await deliver(deps(sqlite_db, store), cycle(ref)) == "acked"
+
+    [done] = await staged(sqlite_db, SynthCompleted)
+    assert done.examples == 6
+    truth = {r["input"]: r["output"] for r in teacher.pool}
+    assert all(r["output"] == truth[r["input"]] for r in await jsonl(store, done.batch))
+    assert teacher.counts() == {"input": 6, "answer": 18}
+    samples = [s.body for s in teacher.requests if s.kind == "answer"]
+    assert {s["temperature"] for s in samples} == {0.7}  # samples must be able to differ
+
+
+async def test_self_consistency_without_majority_rejects(sqlite_db, store, teacher):
+    answers = ['{"label": "billing", "urgent": true}', '{"label": "outage", "urgent": true}']
+
+    def all_differ(_: str, right: str, n: int) -> str:
+        return right if n == 0 else answers[n - 1]
+
+    teacher.answer = all_differ
+    data = toy_spec(
+        teacher.url,
+        synthesis={"self_consistency": 3, "examples": 3},
+        negatives={"share": 0.0},
+        use_cases=[{"name": "account", "weight": 1}],
+    )
+    event = cycle(await put_spec(store, data))
+
+    assert await deliver(deps(sqlite_db, store), event) == "acked"
+
+    [failed] = await staged(sqlite_db, CycleFailed)
+    assert "no agreement: 3" in failed.reason
+    run = await get_run(sqlite_db, str(event.cycle_id))
+    assert json.loads(run.stats)["rejected_by_reason"] == {"no agreement": 3}
+
+
+async def test_iteration_regenerates_only_the_failing_slices(db, store, teacher):
+    ref = await put_spec(store, toy_spec(teacher.url))
+    event = CycleIterationRequested(
+        cycle_id=uuid.uuid4(),
+        task_name="toy-triage",
+        task_version=1,
+        task_spec=ref,
+        iteration=2,
+        failing_slices=["outage"],
+        evaluation_report=ref,
+        producer="evaluator",
+    )
+
+    assert await deliver(deps(db, store), event) == "acked"
+
+    [done] = await staged(db, SynthCompleted)
+    assert (done.iteration, done.examples_per_slice) == (2, {"outage": 10})
+    rows = await jsonl(store, done.batch)
+    assert {(r["use_case"], r["negative"], r["iteration"]) for r in rows} == {("outage", False, 2)}
+    prompts = [s.body["messages"][1]["content"] for s in teacher.requests]
+    assert all("Use case: outage" in p for p in prompts if p.startswith("The assistant works"))
+    run = await get_run(db, str(event.cycle_id), iteration=2)
+    assert json.loads(run.stats)["focus"] == {"use_cases": ["outage"], "negatives": False}
+
+
+async def test_a_cycle_without_spec_waits_for_task_registered(db, store, teacher):
+    ref = await put_spec(store, toy_spec(teacher.url, synthesis={"examples": 4}))
+    d = deps(db, store)
+    event = cycle(None)
+
+    assert await deliver(d, event) == "retried"  # unknown task: it may not have arrived yet
+    assert teacher.requests == []
+    registered = TaskRegistered(
+        cycle_id=None, producer="ops-cli", task_name="toy-triage", task_version=3, spec=ref
+    )
+    assert await deliver(d, registered) == "acked"
+    assert await deliver(d, registered, number=2) == "acked"
+
+    assert await deliver(d, event, number=2) == "acked"
+    [done] = await staged(db, SynthCompleted)
+    assert (done.task_version, done.task_spec, done.examples) == (3, ref, 4)
+
+
+def test_migration_matches_the_models(db_url: str):
+    import asyncio
+
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from shared.db.models import metadata
+
+    async def diff() -> list:
+        database = Database(db_url)
+        try:
+            async with database.engine.connect() as conn:
+                return await conn.run_sync(
+                    lambda c: compare_metadata(
+                        MigrationContext.configure(c, opts={"compare_type": True}), metadata
+                    )
+                )
+        finally:
+            await database.dispose()
+
+    mine = [d for d in asyncio.run(diff()) if "synth_data_" in repr(d)]
+    assert mine == []
+
+
+PACK = Path(__file__).resolve().parents[2] / "tasks" / "ticket-triage"
+
+
+@pytest.mark.skipif(not (PACK / "generate.py").exists(), reason="the demo task pack is missing")
+async def test_the_ticket_triage_pack_with_an_oracle_teacher(sqlite_db, store):
+    loader = importlib.util.spec_from_file_location("ticket_triage_generate", PACK / "generate.py")
+    generate = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(generate)
+    pool = generate.make_examples(300, 11)
+    data = yaml.safe_load((PACK / "spec.yaml").read_text(encoding="utf-8"))
+    data["output_schema"] = json.loads((PACK / "schema.json").read_text(encoding="utf-8"))
+    with running(pool) as oracle:
+        data["teacher"]["base_url"] = oracle.url
+        data["synthesis"]["examples"] = 20
+        event = cycle(await put_spec(store, data), task_name=data["name"])
+
+        assert await deliver(deps(sqlite_db, store), event) == "acked"
+
+    [done] = await staged(sqlite_db, SynthCompleted)
+    assert done.examples == 20 and sum(done.examples_per_slice.values()) == 20
+    assert done.examples_per_slice["negative"] == 3  # negatives.share 0.15
+    truth = {r["input"]: r["output"] for r in pool}
+    rows = await jsonl(store, done.batch)
+    assert all(r["output"] == truth[r["input"]] for r in rows)
+    assert {r["style"] for r in rows} == set(data["synthesis"]["styles"])
+    assert any(r["edge_case"] for r in rows)
