@@ -282,3 +282,11 @@ def test_structured_scrub_keeps_json_valid():
     clean, counts = scrub_row(row, structured=True, scrubbers=None)
     assert json.loads(clean.output) == {"priority": "low", "team": "ask <EMAIL>"}
     assert counts == {"EMAIL": 2}
+
+
+def test_small_slices_still_hold_out_one_validation_row():
+    rows = [(f"r{i}", f"slice-{i % 3}") for i in range(6)]  # 2 per slice: each rounds to 0
+    train, validation = stratified_split(rows, 0.1, key=lambda r: r[1], row_id=lambda r: r[0])
+    assert len(validation) == 1 and len(train) == 5
+    single = [("only", "a")]
+    assert stratified_split(single, 0.1, lambda r: r[1], lambda r: r[0]) == (single, [])

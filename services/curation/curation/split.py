@@ -1,10 +1,10 @@
 """Train/validation split, stratified by slice and decided by row-id hashes only.
 
 Within each slice, rows are ranked by sha256("split:" + id) and the lowest-ranked
-round(share * n) go to validation (at most n - 1, so every slice trains on something). The
-same rows therefore always split the same way, whatever order they arrive in; and when a later
-iteration adds rows, a row's rank among the old ones is unchanged, so validation rows mostly
-stay validation rows.
+round(share * n) go to validation (at most n - 1, so every slice trains on something; and at
+least one row overall when any slice has two). The same rows therefore always split the same
+way, whatever order they arrive in; and when a later iteration adds rows, a row's rank among
+the old ones is unchanged, so validation rows mostly stay validation rows.
 """
 
 from __future__ import annotations
@@ -39,6 +39,11 @@ def stratified_split(
     for members in strata.values():
         ranked = sorted(members, key=lambda i: rank("split", row_id(rows[i])))
         held_out.update(ranked[: validation_count(len(members), share)])
+    largest = max(strata.values(), key=len, default=[])
+    if not held_out and share > 0 and len(largest) > 1:
+        # Small slices each round to zero; training still needs a validation loss to select
+        # and stop on, so hold out one row from the slice that can best spare it.
+        held_out.add(min(largest, key=lambda i: rank("split", row_id(rows[i]))))
     train = [r for i, r in enumerate(rows) if i not in held_out]
     validation = [r for i, r in enumerate(rows) if i in held_out]
     return train, validation
