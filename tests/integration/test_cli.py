@@ -431,39 +431,3 @@ def test_database_password_is_never_printed(tmp_path):
     result = cli(tmp_path, "cycle", "status", str(uuid.uuid4()), DISTILLERY_DATABASE_URL=secret_url)
     assert result.exit_code == 1
     assert "hunter2" not in result.output and "ops:***@127.0.0.1:1" in result.output
-
-
-# --- demo -------------------------------------------------------------------------------------
-
-
-def test_demo_runs_a_cycle_and_leaves_nothing_behind(tmp_path):
-    home = tmp_path / "demo"
-    started = time.monotonic()
-    done = subprocess.run(
-        [*distillery_cmd(), "demo", "--home", str(home)],
-        cwd=ROOT,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert time.monotonic() - started < 30
-    out = done.stdout
-    assert "distillery.cycle.requested.v1" in out
-    assert "1 event · 0 pending · 0 dead-lettered · last stage: cycle.requested" in out
-    assert "later stages are not implemented yet" in out
-    assert not (home / "runtime.json").exists()
-    leftovers = [
-        p.name
-        for p in Path("/proc").iterdir()
-        if p.name.isdigit() and str(home) in _cmdline(p) and alive(int(p.name))
-    ]
-    assert leftovers == []
-
-
-def _cmdline(proc_dir: Path) -> str:
-    try:
-        return (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""

@@ -1,0 +1,41 @@
+"""The demo's task: the pack's spec, CPU-sized, pointing at the stand-in teacher.
+
+The demo itself (minutes of CPU training) is run by hand; its output is in README.md. The
+loop it drives is proven by tests/e2e.
+"""
+
+from __future__ import annotations
+
+import json
+
+from shared.cli.demo import DEMO_GOLDEN_ROWS, PACK, describe, write_demo_task
+from shared.tasks import load_spec
+
+
+def test_demo_task_is_a_valid_spec_sized_for_a_cpu(tmp_path):
+    path = write_demo_task(PACK, tmp_path / "task", "http://127.0.0.1:9999/v1")
+    spec = load_spec(path)
+    assert spec.name == "ticket-triage"
+    assert spec.teacher.base_url == "http://127.0.0.1:9999/v1"
+    assert spec.synthesis.examples < 200 and spec.training.trials == 1
+    assert spec.thresholds.max_iterations == 2
+    golden = (tmp_path / "task" / "golden.jsonl").read_text().splitlines()
+    assert len(golden) == DEMO_GOLDEN_ROWS
+    assert {json.loads(line)["use_case"] for line in golden} >= {u.name for u in spec.use_cases}
+
+
+def test_events_are_described_for_a_reader():
+    line = describe(
+        "distillery.evaluation.completed.v1",
+        {
+            "passed": False,
+            "gates": [{"name": "quality", "passed": False, "value": 0.4, "threshold": 0.85}],
+            "failing_slices": ["billing"],
+        },
+    )
+    assert line == (
+        "evaluation.completed: failed; quality FAIL (0.4 vs 0.85); failing slices ['billing']"
+    )
+    assert describe("distillery.cycle.failed.v1", {"stage": "synth", "reason": "r"}) == (
+        "cycle.failed: at synth: r"
+    )
