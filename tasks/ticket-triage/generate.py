@@ -4,10 +4,16 @@ Labels are right by construction: each ticket's labels are drawn first, then its
 composed only from fragments (fragments.yaml) that imply exactly those labels. Nothing is
 labelled after the fact, by a model or by a person.
 
+Two splits draw from disjoint halves of every text list: "golden" (golden.jsonl) and
+"synthetic" (the stand-in teacher's training tickets). Same situations and labels, different
+words, so training tickets pass curation's n-gram decontamination against the golden set and
+the golden score measures generalisation, not recall.
+
     python tasks/ticket-triage/generate.py     # rewrites golden.jsonl, probe.jsonl, general.txt
 
-Other code loads this file by path (it is not a package) and calls `make_examples(n, seed)`.
-Only the standard library and PyYAML are used, so that works from any test.
+Other code loads this file by path (it is not a package) and calls
+`make_examples(n, seed, split=...)`. Only the standard library and PyYAML are used, so that
+works from any test.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import hashlib
 import json
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -28,11 +34,38 @@ PROBES = 48
 KEYS = ("category", "priority", "product", "needs_human", "language")
 STYLES = ("terse", "detailed", "informal", "angry")
 MAX_DRAWS = 200  # redraws per row before giving up on finding an unseen ticket
+EXTRA_SHARE = 0.5  # tickets with a tone-only extra line (customer number, who is copied)
+Split = Literal["golden", "synthetic"]
+SPLITS: tuple[Split, ...] = ("golden", "synthetic")
 
 
 @functools.cache
 def fragments() -> dict[str, Any]:
     return yaml.safe_load((HERE / "fragments.yaml").read_text(encoding="utf-8"))
+
+
+@functools.cache
+def pool(split: Split) -> dict[str, Any]:
+    """fragments.yaml as one split sees it: every text list (a list filed under a language
+    code) cut to its even (golden) or odd (synthetic) positions. Entries, slots, priorities
+    and products are shared, so both splits have the same situations and label distribution.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    f = fragments()
+    return _cut(f, SPLITS.index(split), set(f["languages"]), "")
+
+
+def _cut(node: Any, parity: int, languages: set[str], key: str) -> Any:
+    if isinstance(node, dict):
+        return {k: _cut(v, parity, languages, k) for k, v in node.items()}
+    if isinstance(node, list) and key in languages:
+        if len(node) < len(SPLITS):
+            raise ValueError(f"fragments.yaml: a {key} list needs one text per split: {node}")
+        return node[parity :: len(SPLITS)]
+    if isinstance(node, list):
+        return [_cut(v, parity, languages, key) for v in node]
+    return node
 
 
 @functools.cache
@@ -78,8 +111,7 @@ def label(category: str, priority: str, product: str, needs_human: bool, languag
     return json.dumps(dict(zip(KEYS, values, strict=True)), ensure_ascii=False)
 
 
-def _compose_ticket(rng: random.Random, use_case: str) -> tuple[str, str]:
-    f = fragments()
+def _compose_ticket(rng: random.Random, use_case: str, f: dict[str, Any]) -> tuple[str, str]:
     lang = _weighted(rng, f["languages"])
     issue = _pick(rng, [i for i in f["issues"] if i["category"] == use_case])
     priority = _pick(rng, issue["priorities"])
@@ -97,6 +129,8 @@ def _compose_ticket(rng: random.Random, use_case: str) -> tuple[str, str]:
         core.append(_pick(rng, f["others"][lang]).format(other=other))
     if issue.get("impact", True):
         core.append(_pick(rng, f["impacts"][use_case][priority][lang]))
+    if rng.random() < EXTRA_SHARE:
+        core.append(_fill(_pick(rng, f["extras"][lang]), rng))
 
     if style == "terse":
         body = " ".join(core)
@@ -122,8 +156,7 @@ def _compose_ticket(rng: random.Random, use_case: str) -> tuple[str, str]:
     return text, label(use_case, priority, product, human, lang)
 
 
-def _compose_negative(rng: random.Random) -> tuple[str, str, str]:
-    f = fragments()
+def _compose_negative(rng: random.Random, f: dict[str, Any]) -> tuple[str, str, str]:
     lang = _weighted(rng, f["languages"])
     entry = _pick(rng, [n for n in f["negatives"] if lang in n["body"]])
     subject = _fill(_pick(rng, entry["subject"][lang]), rng)
@@ -132,12 +165,15 @@ def _compose_negative(rng: random.Random) -> tuple[str, str, str]:
     return text, label("unknown", "low", "none", True, lang), entry["use_case"]
 
 
-def make_examples(n: int, seed: int) -> list[dict[str, Any]]:
+def make_examples(n: int, seed: int, split: Split = "golden") -> list[dict[str, Any]]:
     """n golden-format rows: every use case by its weight, negatives at the spec's share.
 
     Rows are {"id", "input", "output", "use_case", "negative"}; output is JSON text. The same
-    (n, seed) always gives the same rows; inputs are unique within one call.
+    (n, seed, split) always gives the same rows; inputs are unique within one call. The
+    "synthetic" split shares no fragment text with the "golden" one (see `pool`): use it for
+    anything that trains a model that golden.jsonl evaluates.
     """
+    f = pool(split)
     s = spec()
     negatives = round(n * s["negatives"]["share"])
     counts = allocate(n - negatives, {u["name"]: u["weight"] for u in s["use_cases"]})
@@ -150,9 +186,9 @@ def make_examples(n: int, seed: int) -> list[dict[str, Any]]:
     for use_case in plan:
         for _ in range(MAX_DRAWS):
             if use_case is None:
-                text, output, slice_name = _compose_negative(rng)
+                text, output, slice_name = _compose_negative(rng, f)
             else:
-                (text, output), slice_name = _compose_ticket(rng, use_case), use_case
+                (text, output), slice_name = _compose_ticket(rng, use_case, f), use_case
             if text not in seen:
                 break
         else:
@@ -263,7 +299,7 @@ def _jsonl(rows: list[dict[str, Any]]) -> str:
 def outputs() -> dict[str, str]:
     """What `main` writes, by file name; tests compare it with the checked-in files."""
     return {
-        "golden.jsonl": _jsonl(make_examples(GOLDEN_ROWS, SEED)),
+        "golden.jsonl": _jsonl(make_examples(GOLDEN_ROWS, SEED, split="golden")),
         "probe.jsonl": _jsonl(make_probes(PROBES, SEED)),
         "general.txt": general_text(),
     }
