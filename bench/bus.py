@@ -56,7 +56,7 @@ RAW_SUBJECT = "distillery.bench.raw.v1"  # inside the stream's "distillery.>", n
 WARMUP = 50
 STAGE_TXN = 50
 PUBLISH_WINDOW = 50
-FETCH_BATCH = 16  # the default batch of shared.bus.subscribe
+FETCH_BATCH = 16  # the raw consumer's fetch size
 
 metadata = MetaData()
 effects = Table(
@@ -110,7 +110,11 @@ async def project_phase(nats_url: str, db_url: str, n: int) -> float:
         stack.push_async_callback(consumer_db.dispose)
         stack.push_async_callback(producer_db.dispose)
         consumer = await stack.enter_async_context(make_broker(nats_url, client_name="consumer"))
-        subscribe_event(consumer, CycleRequested, on_cycle, service="bench", db=consumer_db)
+        # As a service would: one message at a time on SQLite (one writer), the default on PG.
+        batch = 1 if consumer_db.dialect == "sqlite" else None
+        subscribe_event(
+            consumer, CycleRequested, on_cycle, service="bench", db=consumer_db, batch_size=batch
+        )
         await consumer.start()
         producer = await stack.enter_async_context(make_broker(nats_url, client_name="producer"))
         await producer.connect()
