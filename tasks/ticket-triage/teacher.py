@@ -14,7 +14,6 @@ A real deployment points `teacher.base_url` at any OpenAI-compatible endpoint in
 Run: python tasks/ticket-triage/teacher.py --port 8765
 """
 
-from __future__ import annotations
 
 import argparse
 import importlib.util

@@ -172,7 +172,7 @@ def test_a_cycle_runs_the_whole_loop_and_iterates(
 
     subjects = [s for s, _ in events if s in {e.subject for e in EXPECTED}]
     # Exactly this sequence: every step once per pass, no duplicate from any redelivery.
-    assert subjects == [e.subject for e in EXPECTED], subjects
+    assert subjects == [e.subject for e in EXPECTED], json.dumps(events, indent=1)[-3000:]
     payloads = [p for s, p in events if s in {e.subject for e in EXPECTED}]
     synth = SynthCompleted.model_validate(payloads[1])
     assert synth.examples > 0 and synth.iteration == 1
