@@ -10,7 +10,7 @@ import typer
 
 from shared.logs import configure_logging
 
-from . import cycle, events, outbox, task
+from . import cycle, events, models, outbox, task
 from .demo import demo
 from .up import up
 
@@ -32,6 +32,7 @@ def _setup() -> None:
 app.command("up")(up)
 app.command("demo")(demo)
 app.add_typer(task.app, name="task")
+app.add_typer(models.app, name="models")
 app.add_typer(cycle.app, name="cycle")
 app.add_typer(events.app, name="events")
 app.add_typer(outbox.app, name="outbox")

@@ -1,0 +1,34 @@
+"""Evaluator settings (env prefix EVALUATOR_); built at start-up by main.create_app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EvaluatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EVALUATOR_", extra="ignore")
+
+    work_dir: Path | None = Field(
+        default=None, description="fetched models and worker logs; null: <home>/evaluator"
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(default=8, ge=1, le=512, description="golden examples per generate")
+    max_new_tokens: int = Field(default=128, ge=1, le=8192)
+    latency_samples: int = Field(
+        default=8, ge=0, description="examples also generated one at a time, for true latency"
+    )
+    perplexity_max_tokens: int = Field(
+        default=8192, ge=0, description="general-text tokens scored for perplexity (0: skip)"
+    )
+    compute_hour_usd: float = Field(
+        default=2.0, ge=0, description="$ per hour of the accelerator the student is served on"
+    )
+    teacher_max_tokens: int = Field(default=512, ge=1)
+    judge: bool = Field(default=False, description="also grade the candidate with the teacher")
+    max_concurrent_evaluations: int = Field(
+        default=1, ge=1, description="model evaluations run at once in this process"
+    )

@@ -1,0 +1,114 @@
+"""Curated chat rows → token ids and labels, with loss on the assistant's tokens only.
+
+trl's `assistant_only_loss` needs `{% generation %}` markers in the chat template, and
+SmolLM2's template (like most shipped templates) has none, and trl can patch only templates
+it knows. So the labels are built here, for any prefix-preserving template: each assistant
+turn's span is found by rendering the conversation up to that turn with and without it, and
+tokens are mapped to characters through the fast tokenizer's offsets. The turn's
+end-of-turn token carries loss too (the model must learn to stop); the newline after it and
+every system/user token do not.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+IGNORE_INDEX = -100
+
+
+class DatasetError(ValueError):
+    """A curated row the recipe cannot train on; retrying cannot help."""
+
+
+@dataclass(frozen=True)
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(1 for label in self.labels if label != IGNORE_INDEX)
+
+
+def read_rows(path: Path) -> Iterator[dict[str, Any]]:
+    with Path(path).open(encoding="utf-8") as source:
+        for number, line in enumerate(source, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{Path(path).name} line {number}: not JSON ({exc})") from None
+            messages = row.get("messages") if isinstance(row, dict) else None
+            if not isinstance(messages, list) or not messages:
+                raise DatasetError(f"{Path(path).name} line {number}: no 'messages' list")
+            yield row
+
+
+def _render(tokenizer: Any, messages: list[dict[str, str]], *, prompt: bool) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=prompt)
+
+
+def assistant_spans(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, list[range]]:
+    """The rendered conversation and the character ranges that carry loss."""
+    text = _render(tokenizer, messages, prompt=False)
+    eos = tokenizer.eos_token or ""
+    spans: list[range] = []
+    if messages[0].get("role") == "assistant":
+        raise DatasetError("a conversation must open with a system or user turn")
+    for i, message in enumerate(messages):
+        if message.get("role") != "assistant":
+            continue
+        before = _render(tokenizer, messages[:i], prompt=True)
+        through = _render(tokenizer, messages[: i + 1], prompt=False)
+        if not (through.startswith(before) and text.startswith(through)):
+            raise DatasetError(
+                "the chat template is not prefix-preserving; assistant tokens cannot be located"
+            )
+        stop = through.rfind(eos, len(before)) if eos else -1
+        end = stop + len(eos) if stop >= 0 else len(through)
+        spans.append(range(len(before), end))
+    if not spans:
+        raise DatasetError("a conversation without an assistant turn has nothing to learn")
+    return text, spans
+
+
+def encode(tokenizer: Any, messages: list[dict[str, str]], max_len: int) -> Encoded | None:
+    """Token ids and labels, cut to `max_len`; None when the cut leaves nothing to learn."""
+    text, spans = assistant_spans(tokenizer, messages)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids: list[int] = list(enc["input_ids"])
+    labels = [IGNORE_INDEX] * len(ids)
+    for t, (start, end) in enumerate(enc["offset_mapping"]):
+        # A token straddling a boundary belongs to the prompt: never learn the prompt.
+        if any(start >= span.start and end <= span.stop for span in spans) and end > start:
+            labels[t] = ids[t]
+    ids, labels = ids[:max_len], labels[:max_len]
+    if all(label == IGNORE_INDEX for label in labels):
+        return None
+    return Encoded(ids, labels)
+
+
+@dataclass(frozen=True)
+class EncodedSet:
+    examples: list[Encoded]
+    dropped: int  # rows whose assistant turn lay entirely past max_len
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(e.input_ids) for e in self.examples)
+
+
+def encode_rows(tokenizer: Any, rows: Iterable[dict[str, Any]], max_len: int) -> EncodedSet:
+    examples, dropped = [], 0
+    for row in rows:
+        encoded = encode(tokenizer, row["messages"], max_len)
+        if encoded is None:
+            dropped += 1
+        else:
+            examples.append(encoded)
+    return EncodedSet(examples, dropped)

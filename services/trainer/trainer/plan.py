@@ -1,0 +1,84 @@
+"""What this machine can do, and the recipe's concrete choices for it.
+
+Figures behind the CPU defaults are in services/trainer/README.md: on an AVX2-only CPU bf16
+autocast ran several times slower than fp32, and trl's tiled LM-head loss (built for GPUs
+with Triton) ran about four times slower than the model's own cross-entropy.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import resource
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trainer.ml import RecipeOptions
+
+
+def hardware() -> dict[str, Any]:
+    import torch
+
+    on_gpu = torch.cuda.is_available()
+    return {
+        "device": "cuda" if on_gpu else "cpu",
+        "cuda_bf16": bool(on_gpu and torch.cuda.is_bf16_supported()),
+        "cpu_bf16": bool(
+            torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+        ),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "bitsandbytes": _has_bitsandbytes() if on_gpu else False,
+        "flash_attention": has_flash_attention() if on_gpu else False,
+    }
+
+
+def _has_bitsandbytes() -> bool:
+    return importlib.util.find_spec("bitsandbytes") is not None
+
+
+def resolve(options: RecipeOptions, hw: dict[str, Any]) -> dict[str, Any]:
+    """The concrete precision, batching, checkpointing and quantisation for this machine."""
+    on_gpu = hw["device"] == "cuda"
+    precision = options.precision
+    if precision == "auto":
+        if on_gpu:
+            precision = "bf16" if hw["cuda_bf16"] else "fp16"
+        else:
+            precision = "bf16" if hw["cpu_bf16"] else "fp32"
+    if precision == "fp16" and not on_gpu:
+        precision = "fp32"  # fp16 training needs a GradScaler on a GPU
+    quantize = options.quantize
+    if quantize == "auto":
+        quantize = "4bit" if on_gpu and hw["bitsandbytes"] else "none"
+    if quantize == "4bit" and not (on_gpu and hw["bitsandbytes"]):
+        quantize = "none"
+    return {
+        "precision": precision,
+        # Without flash attention a flattened batch is attended as one long sequence.
+        "padding_free": options.batching == "padding_free"
+        or (options.batching == "auto" and on_gpu and hw["flash_attention"]),
+        "gradient_checkpointing": options.gradient_checkpointing == "on"
+        or (options.gradient_checkpointing == "auto" and on_gpu),
+        "quantize": quantize,
+        "plain_loss": options.loss == "plain" or (options.loss == "auto" and not on_gpu),
+    }
+
+
+def has_flash_attention() -> bool:
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+def cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def peak_memory() -> dict[str, float]:
+    """Peak RSS of this process (and peak CUDA memory when there is a GPU), in MiB."""
+    import torch
+
+    peak = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if torch.cuda.is_available():
+        peak["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return peak

@@ -1,0 +1,168 @@
+"""Scoring: JSON and schema validity, per-field match, refusals, slices, probes, regression."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from evaluator.data import DataError, GoldenRow, ProbeRow, parse_jsonl
+from evaluator.metrics import (
+    general_regression,
+    judge_agreement,
+    parse_reply,
+    percentile,
+    probe_accuracy,
+    probe_correct,
+    score_example,
+    task_metrics,
+)
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "team": {"type": "string"},
+        "priority": {"enum": ["low", "high", "escalate"]},
+    },
+    "required": ["team", "priority"],
+    "additionalProperties": False,
+}
+REFUSAL = {"priority": "escalate"}
+
+
+def row(i: str, output: str, use_case: str = "it", negative: bool = False) -> GoldenRow:
+    return GoldenRow(id=i, input=f"in {i}", output=output, use_case=use_case, negative=negative)
+
+
+ROWS = [
+    row("a", '{"team": "it", "priority": "low"}'),
+    row("b", '{"team": "it", "priority": "high"}'),
+    row("c", '{"team": "billing", "priority": "low"}', use_case="billing"),
+    row("d", '{"team": "none", "priority": "escalate"}', use_case="billing", negative=True),
+]
+
+
+def test_parse_reply_accepts_one_fenced_document_and_nothing_else():
+    assert parse_reply(' {"a": 1} ') == (True, {"a": 1})
+    assert parse_reply('```json\n{"a": 1}\n```') == (True, {"a": 1})
+    assert parse_reply('{"a": 1} and some chatter') == (False, None)
+    assert parse_reply("") == (False, None)
+
+
+def test_fields_match_after_trimming_and_case_folding():
+    score = score_example(
+        '{"team": " IT ", "priority": "high"}', ROWS[0], schema=SCHEMA, refusal=REFUSAL
+    )
+    assert score.json_valid and score.schema_valid
+    assert score.fields == {"team": True, "priority": False}
+    assert not score.correct
+    assert score.refused is None and score.slice == "it"
+
+
+def test_schema_violation_is_reported_separately_from_json_validity():
+    score = score_example(
+        '{"team": "it", "priority": "urgent"}', ROWS[0], schema=SCHEMA, refusal=REFUSAL
+    )
+    assert score.json_valid and score.schema_valid is False
+
+
+def test_negative_refused_when_expected_fields_match_even_if_other_fields_differ():
+    score = score_example(
+        '{"team": "billing", "priority": "escalate"}', ROWS[3], schema=SCHEMA, refusal=REFUSAL
+    )
+    assert score.slice == "negative"
+    assert score.refused is True
+    assert score.correct is False  # the golden team is "none"
+
+
+def test_without_a_refusal_rule_the_golden_output_decides():
+    score = score_example(ROWS[3].output, ROWS[3], schema=None, refusal={})
+    assert score.refused is True and score.schema_valid is None
+
+
+def test_plain_text_task_compares_normalised_text():
+    plain = row("p", "Paris.")
+    assert score_example("  paris ", plain, schema=None, refusal={}).correct
+    assert not score_example("London", plain, schema=None, refusal={}).correct
+
+
+def test_task_metrics_overall_and_per_slice():
+    replies = {
+        "a": '{"team": "it", "priority": "low"}',
+        "b": "not json",
+        "c": '{"team": "billing", "priority": "low"}',
+        "d": '{"team": "none", "priority": "escalate"}',
+    }
+    m = task_metrics(replies, ROWS, schema=SCHEMA, refusal=REFUSAL)
+    assert m.overall.n == 4
+    assert m.overall.accuracy == 0.75
+    assert m.overall.json_validity == 0.75
+    assert m.overall.schema_validity == 0.75
+    assert m.overall.field_match == {"priority": 0.75, "team": 0.75}
+    assert m.overall.refusal == 1.0
+    assert set(m.slices) == {"it", "billing", "negative"}
+    assert m.slices["it"].accuracy == 0.5
+    assert m.slices["billing"].accuracy == 1.0
+    assert m.slices["negative"].refusal == 1.0
+    assert m.slices["it"].refusal is None
+
+
+def test_a_missing_reply_counts_as_wrong():
+    m = task_metrics({}, ROWS, schema=SCHEMA, refusal=REFUSAL)
+    assert m.overall.accuracy == 0.0 and m.overall.json_validity == 0.0
+
+
+def test_probe_answer_must_appear_on_word_boundaries():
+    assert probe_correct("The capital is Paris!", "paris")
+    assert probe_correct("It is 1,024 bytes", "1 024")
+    assert not probe_correct("Parisian food", "Paris")
+    assert not probe_correct("anything", "")
+    probes = [
+        ProbeRow(id="1", kind="fact", prompt="?", answer="Paris"),
+        ProbeRow(id="2", kind="math", prompt="?", answer="4"),
+    ]
+    assert probe_accuracy({"1": "Paris", "2": "five"}, probes) == 0.5
+    assert probe_accuracy({}, []) is None
+
+
+def test_general_regression_takes_the_worst_relative_drop():
+    reg = general_regression(
+        candidate_probe=0.6, base_probe=0.8, candidate_ppl=math.e**2.2, base_ppl=math.e**2.0
+    )
+    assert reg["probe"] == pytest.approx(0.25)
+    assert reg["perplexity"] == pytest.approx(0.1)
+    assert reg["worst"] == pytest.approx(0.25)
+    improved = general_regression(
+        candidate_probe=0.9, base_probe=0.8, candidate_ppl=None, base_ppl=None
+    )
+    assert improved["worst"] == pytest.approx(-0.125)
+    nothing = general_regression(
+        candidate_probe=0.0, base_probe=0.0, candidate_ppl=None, base_ppl=None
+    )
+    assert nothing == {"probe": None, "perplexity": None, "worst": None}
+
+
+def test_percentile_interpolates_like_numpy():
+    assert percentile([], 95) is None
+    assert percentile([5.0], 95) == 5.0
+    assert percentile([1, 2, 3, 4], 50) == 2.5
+    assert percentile(range(1, 101), 95) == pytest.approx(95.05)
+
+
+def test_judge_agreement_with_golden_labels():
+    assert judge_agreement([True, True, False, False], [True, False, False, True]) == {
+        "pass_rate": 0.5,
+        "agreement": 0.5,
+    }
+    assert judge_agreement([], []) == {"pass_rate": None, "agreement": None}
+
+
+def test_malformed_golden_set_is_a_permanent_error():
+    good = b'{"id": "1", "input": "x", "output": "y", "use_case": "u", "negative": false}\n'
+    assert parse_jsonl(good, GoldenRow, "golden")[0].use_case == "u"
+    with pytest.raises(DataError, match="golden line 2"):
+        parse_jsonl(good + b'{"id": "2"}\n', GoldenRow, "golden")
+    with pytest.raises(DataError, match="not unique"):
+        parse_jsonl(good + good, GoldenRow, "golden")
+    with pytest.raises(DataError, match="empty"):
+        parse_jsonl(b"\n", GoldenRow, "golden")
