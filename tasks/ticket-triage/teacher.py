@@ -14,7 +14,6 @@ A real deployment points `teacher.base_url` at any OpenAI-compatible endpoint in
 Run: python tasks/ticket-triage/teacher.py --port 8765
 """
 
-
 import argparse
 import importlib.util
 import json
