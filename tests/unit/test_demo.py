@@ -18,7 +18,8 @@ def test_demo_task_is_a_valid_spec_sized_for_a_cpu(tmp_path):
     assert spec.name == "ticket-triage"
     assert spec.teacher.base_url == "http://127.0.0.1:9999/v1"
     assert spec.synthesis.examples < 200 and spec.training.trials == 1
-    assert spec.thresholds.max_iterations == 2
+    assert spec.thresholds.max_iterations == 1
+    assert spec.training.batch_size * spec.training.gradient_accumulation_steps == 8
     golden = (tmp_path / "task" / "golden.jsonl").read_text().splitlines()
     assert len(golden) == DEMO_GOLDEN_ROWS
     assert {json.loads(line)["use_case"] for line in golden} >= {u.name for u in spec.use_cases}
