@@ -227,6 +227,10 @@ def demo(
         console.print()
         show_cycle(rt.target, cycle_id)
     finally:
+        # A second Ctrl-C or SIGTERM (e.g. `timeout` forwarding its own) must not cut the
+        # clean-up short and orphan the services.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
         stop.set()
         if supervisor.is_alive():
             supervisor.join()
