@@ -165,7 +165,8 @@ def test_a_cycle_runs_the_whole_loop_and_iterates(
         started = distillery(system, "cycle", "start", "ticket-triage")
         assert started.returncode == 0, started.stderr
         cycle_id = started.stdout.strip()
-        events = wait_for(system, cycle_id, CycleFailed.subject, timeout=900, failing_ok=True)
+        # Generous: two training runs and four model evaluations on 2 shared cores.
+        events = wait_for(system, cycle_id, CycleFailed.subject, timeout=1500, failing_ok=True)
     finally:
         teacher.terminate()
         teacher.wait(10)
