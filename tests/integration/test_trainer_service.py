@@ -174,9 +174,10 @@ async def test_trainer_process_trains_reports_progress_and_is_idempotent(
 
     # The redelivered event changed nothing: one answer, one run row.
     assert len(await events_of(nats_server.url, TrainingCompleted, event.cycle_id)) == 1
-    assert (
-        await count(db_url, select(func.count()).select_from(TrainerRun)) == 2
-    )  # + the failed one
+    # Only this test's cycles: the session's stream also holds other tests' dataset.published.
+    ours = [str(event.cycle_id), str(unimported.cycle_id)]
+    runs = select(func.count()).select_from(TrainerRun).where(TrainerRun.cycle_id.in_(ours))
+    assert await count(db_url, runs) == 2  # + the failed one
     trials = select(func.count()).where(
         TrainerTrial.run_id == str(run_id), TrainerTrial.state == "complete"
     )
