@@ -77,12 +77,17 @@ def meter(warmup: int):
         """Real tokens and wall time from the end of the warm-up to the last step."""
 
         def __init__(self) -> None:
-            self.start: tuple[float, int] | None = None
-            self.end: tuple[float, int] | None = None
+            self.start: tuple[float, int, float] | None = None
+            self.end: tuple[float, int, float] | None = None
             self.losses: list[float] = []
 
         def on_step_end(self, args, state, control, **kwargs):
-            now = (time.perf_counter(), state.num_input_tokens_seen)
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            now = (
+                time.perf_counter(),
+                state.num_input_tokens_seen,
+                usage.ru_utime + usage.ru_stime,
+            )
             if state.global_step == warmup:
                 self.start = now
             self.end = now
@@ -156,12 +161,15 @@ def child(name: str, args: argparse.Namespace) -> dict[str, Any]:
         trainer.train()
     assert m.start and m.end, "too few steps to measure"
     seconds, tokens = m.end[0] - m.start[0], m.end[1] - m.start[1]
+    cpu_seconds = m.end[2] - m.start[2]
     return {
         "config": name,
         "steps": args.steps - args.warmup,
         "tokens": tokens,
         "seconds": seconds,
         "tokens_per_second": tokens / seconds,
+        # CPU time barely moves when other processes share the cores; wall time does.
+        "cpu_seconds_per_1k_tokens": 1000 * cpu_seconds / tokens,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "first_loss": m.losses[0] if m.losses else None,
         "last_loss": m.losses[-1] if m.losses else None,
@@ -226,18 +234,25 @@ def main() -> None:
 
 
 def print_table(results: dict[str, dict[str, Any]]) -> None:
-    print(f"{'config':<20}{'tokens':>8}{'seconds':>10}{'tokens/s':>10}{'peak RSS MiB':>14}  plan")
+    print(
+        f"{'config':<24}{'tokens':>7}{'seconds':>9}{'tokens/s':>9}{'CPU s/1k tok':>13}"
+        f"{'peak RSS MiB':>13}  plan"
+    )
     for r in results.values():
         plan = ", ".join(f"{k}={v}" for k, v in r["plan"].items())
         print(
-            f"{r['config']:<20}{r['tokens']:>8}{r['seconds']:>10.1f}"
-            f"{r['tokens_per_second']:>10.1f}{r['peak_rss_mib']:>14.0f}  {plan}"
+            f"{r['config']:<24}{r['tokens']:>7}{r['seconds']:>9.1f}{r['tokens_per_second']:>9.1f}"
+            f"{r['cpu_seconds_per_1k_tokens']:>13.1f}{r['peak_rss_mib']:>13.0f}  {plan}"
         )
     base, ours = results.get("trl-defaults"), results.get("recipe")
     if base and ours:
         speed = ours["tokens_per_second"] / base["tokens_per_second"]
+        cpu = base["cpu_seconds_per_1k_tokens"] / ours["cpu_seconds_per_1k_tokens"]
         memory = ours["peak_rss_mib"] / base["peak_rss_mib"]
-        print(f"ratio recipe / trl-defaults: tokens/s x{speed:.2f}, peak RSS x{memory:.2f}")
+        print(
+            f"ratio recipe / trl-defaults: tokens/s x{speed:.2f}, tokens per CPU second "
+            f"x{cpu:.2f}, peak RSS x{memory:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -5,16 +5,16 @@ folder's last finished checkpoint) → save (adapter safetensors) → cleanup. t
 transformers, peft and trl are imported inside functions so that importing this module (the
 service does, for types) costs nothing.
 
-Choices and why (figures in services/trainer/README.md):
+Choices and why (measured on the development machine; figures in the service README):
 - loss on assistant tokens only, labels built in `data.py` (the template has no generation
   markers);
-- fp32 on CPUs without bf16 hardware: on AVX2-only CPUs bf16 autocast measured several times
-  slower; bf16 where the CPU has AMX/AVX512-BF16; bf16 (else fp16) on CUDA;
-- padded batches on CPU (SDPA attends over a flattened padding-free batch as one long
-  sequence, which costs more than the padding it saves at these lengths); padding-free
-  batches on CUDA, where flash attention keeps the sequences apart at no cost;
-- gradient checkpointing on CUDA, where memory is the limit; off on CPU, where it only costs
-  time (a re-run forward pass per step) and memory is plentiful;
+- fp32 on CPUs without bf16 hardware (AVX2 only: bf16 autocast ran ~5-10x slower); bf16 where
+  the CPU has AMX/AVX512-BF16; bf16 (else fp16) on CUDA;
+- the model's own cross-entropy on CPU, trl's tiled LM-head loss on CUDA (its torch fallback,
+  without Triton, is slower: x1.5 on SmolLM2, x4 on the tiny test model);
+- padded batches, cut to max_seq_len; padding-free only on CUDA with flash attention (SDPA
+  would attend a flattened batch as one long sequence);
+- gradient checkpointing on: ~40% less peak memory, and on the CPU no slower;
 - QLoRA (4-bit NF4 base) only with CUDA and bitsandbytes installed.
 Every choice can be forced through TrainerSettings.
 """
