@@ -58,6 +58,8 @@ def write_spec(dest: Path, teacher_url: str) -> Path:
     spec = yaml.safe_load(path.read_text())
     spec["student"]["base_model"] = "tiny-llama"
     spec["synthesis"]["examples"] = 40
+    # The demo stops after one pass; the loop test needs the iteration path too.
+    spec["thresholds"]["max_iterations"] = 2
     path.write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
     return path
 
@@ -87,7 +89,7 @@ def system(tmp_path: Path) -> Iterator[Path]:
             [
                 str(Path(sys.executable).parent / "distillery"),
                 *("up", "--home", str(home), "--nats-port", str(free_port())),
-                *("--for-seconds", "900"),
+                *("--for-seconds", "1800"),
             ],
             cwd=ROOT,
             env=env,
