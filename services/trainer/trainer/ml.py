@@ -15,6 +15,8 @@ Choices and why (measured on the development machine; figures in the service REA
 - padded batches, cut to max_seq_len; padding-free only on CUDA with flash attention (SDPA
   would attend a flattened batch as one long sequence);
 - gradient checkpointing on: ~40% less peak memory, and on the CPU no slower;
+- the effective batch (batch_size x accumulation) split into micro-batches that fit the
+  memory there is (memory.py): a batch of 8 SmolLM2 conversations ran out of 24 GiB;
 - QLoRA (4-bit NF4 base) only with CUDA and bitsandbytes installed.
 Every choice can be forced through TrainerSettings.
 """
@@ -61,6 +63,7 @@ class RecipeOptions:
     max_steps: int | None = None  # caps every trial; for smoke runs and tests
     lora_dropout: float = 0.05
     loss: str = "auto"  # auto | plain | fused
+    memory_budget_mib: int | None = None  # None: a share of the free memory (memory.py)
 
 
 @dataclass
@@ -179,9 +182,11 @@ class LoraSFTRecipe:
         total = steps_per_epoch * self.hp.epochs
         if self.options.max_steps:
             total = min(total, self.options.max_steps)
+        model = load_base(self.model_dir, self.plan)
+        self.plan.update(self._batches(model, sets))
         self.callbacks = make_callbacks(self)
         self.trainer = safe_sft_trainer()(
-            model=load_base(self.model_dir, self.plan),
+            model=model,
             args=self._config(total, len(sets["validation"]) > 0),
             train_dataset=sets["train"],
             eval_dataset=sets["validation"] if len(sets["validation"]) else None,
@@ -191,6 +196,19 @@ class LoraSFTRecipe:
         )
         self.trainer.plain_loss = self.plan["plain_loss"]
 
+    def _batches(self, model: Any, sets: dict[str, Any]) -> dict[str, Any]:
+        from trainer.memory import Shape, memory_budget, plan_batches
+
+        longest = max(len(ids) for s in sets.values() for ids in s["input_ids"])
+        return plan_batches(
+            Shape.of(model.config, sum(p.numel() for p in model.parameters())),
+            self.plan,
+            self.options.batch_size,
+            self.options.gradient_accumulation_steps,
+            longest,
+            memory_budget(self.options.memory_budget_mib),
+        )
+
     def _config(self, total_steps: int, has_eval: bool):
         from trl import SFTConfig
 
@@ -199,9 +217,9 @@ class LoraSFTRecipe:
             output_dir=str(self.trial_dir),
             max_steps=total_steps,
             num_train_epochs=self.hp.epochs,
-            per_device_train_batch_size=options.batch_size,
-            per_device_eval_batch_size=options.batch_size,
-            gradient_accumulation_steps=options.gradient_accumulation_steps,
+            per_device_train_batch_size=plan["micro_batch"],
+            per_device_eval_batch_size=plan["micro_batch"],
+            gradient_accumulation_steps=plan["gradient_accumulation_steps"],
             learning_rate=self.hp.learning_rate,
             lr_scheduler_type="cosine",
             warmup_steps=0.05,

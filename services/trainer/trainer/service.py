@@ -164,6 +164,7 @@ class Trainer:
             "save_steps": s.checkpoint_steps,
             "evaluations": s.evaluations_per_trial,
             "max_steps": s.max_steps,
+            "memory_budget_mib": s.memory_budget_mib,
         }
 
     async def _store_outputs(

@@ -39,6 +39,12 @@ class TrainerSettings(BaseSettings):
         description='run each trial through this launcher, e.g. "accelerate launch '
         '--num_processes 4" for data-parallel training on 4 GPUs; null: in the worker',
     )
+    memory_budget_mib: int | None = Field(
+        default=None,
+        ge=256,
+        description="memory a run may plan for when it splits the spec's batch into "
+        "micro-batches; null: 70% of the free host (or GPU) memory",
+    )
     torch_threads: int | None = Field(default=None, ge=1, description="null: torch's default")
     keep_run_dirs: bool = Field(
         default=False, description="keep a finished run's local checkpoints (they are in the store)"
