@@ -25,7 +25,7 @@ test: setup lint
 	$(BIN)/python -m pytest
 
 demo: setup
-	$(BIN)/distillery demo
+	$(BIN)/distillery demo $(DEMO_FLAGS)
 
 up: setup
 	$(BIN)/distillery up

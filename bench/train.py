@@ -31,7 +31,7 @@ CONFIGS = ("recipe", "trl-defaults", "trl-defaults-fp32")
 VARIANTS = {
     "recipe-gc": {"gradient_checkpointing": "on"},
     "recipe-fused-loss": {"loss": "fused"},
-    "recipe-no-dropout": {"lora_dropout": 0.0},
+    "recipe-dropout": {"lora_dropout": 0.05},
     "recipe-gc-fused-loss": {"gradient_checkpointing": "on", "loss": "fused"},
     "recipe-no-gc-plain-loss": {"gradient_checkpointing": "off", "loss": "plain"},
 }

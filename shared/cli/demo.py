@@ -40,12 +40,11 @@ PACK = Path(__file__).resolve().parents[2] / "tasks" / "ticket-triage"
 # Small enough for two CPU cores in minutes; the full pack is for real runs.
 DEMO_SIZES: dict[str, Any] = {
     "synthesis": {"examples": 96, "self_consistency": 1},
-    # Batch 2 x 4 accumulation: a batch of 8 sequences of ~800 tokens with SmolLM2's 49k
-    # vocabulary needs over 20 GB of logits and gradients on a CPU.
+    # The trainer splits a batch into micro-batches that fit the free memory (trainer/memory.py).
     "training": {
         "trials": 1,
-        "batch_size": 2,
-        "gradient_accumulation_steps": 4,
+        "batch_size": 8,
+        "gradient_accumulation_steps": 1,
         "search": {"rank": [8], "alpha": [16], "epochs": [1]},
     },
     # One pass: the verdict ends the demo (tests/e2e proves the iteration loop).

@@ -165,6 +165,7 @@ class Trainer:
             "evaluations": s.evaluations_per_trial,
             "max_steps": s.max_steps,
             "memory_budget_mib": s.memory_budget_mib,
+            "lora_dropout": s.lora_dropout,
         }
 
     async def _store_outputs(

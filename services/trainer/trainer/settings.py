@@ -34,6 +34,9 @@ class TrainerSettings(BaseSettings):
     batching: Auto | Literal["padded", "padding_free"] = "auto"
     quantize: Auto | Literal["4bit", "none"] = "auto"
     loss: Auto | Literal["plain", "fused"] = "auto"
+    lora_dropout: float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="LoRA dropout; 0.05 halved CPU throughput"
+    )
     launcher: str | None = Field(
         default=None,
         description='run each trial through this launcher, e.g. "accelerate launch '
