@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from typing import Annotated
 from uuid import UUID
 
@@ -31,15 +32,34 @@ async def _max_id(db: Database) -> int:
         return int(await uow.session.scalar(select(func.max(OutboxRow.id))) or 0)
 
 
+async def _polls(stop: asyncio.Event):
+    """One tick per poll interval, until Ctrl-C/SIGTERM sets `stop`.
+
+    Stopping between polls, never by cancelling one mid-query: a cancelled aiosqlite call
+    could leave dispose() waiting on its thread, and the command never exited.
+    """
+    while True:
+        try:
+            await asyncio.wait_for(stop.wait(), POLL_S)
+        except TimeoutError:
+            yield
+        else:
+            return
+
+
 async def _follow_plain(
-    db: Database, console: Console, rows: list[EventRow], cycle: UUID | None, subject: str | None
+    db: Database,
+    console: Console,
+    rows: list[EventRow],
+    cycle: UUID | None,
+    subject: str | None,
+    stop: asyncio.Event,
 ) -> None:
     for r in rows:
         console.print(tail_line(r), markup=False)
     last = rows[-1].id if rows else await _max_id(db)
     seen = {r.id for r in rows}
-    while True:
-        await asyncio.sleep(POLL_S)
+    async for _ in _polls(stop):
         floor = max(0, last - LOOKBACK_IDS)
         fresh = await fetch_events(db, cycle_id=cycle, subject=subject, after_id=floor)
         for r in fresh:
@@ -57,12 +77,12 @@ async def _follow_live(
     limit: int,
     cycle: UUID | None,
     subject: str | None,
+    stop: asyncio.Event,
 ) -> None:
     # On a terminal the table is redrawn, so rows turning sent and new consumers show too.
     title = "following the outbox (Ctrl-C to stop)"
     with Live(tail_table(rows, title), console=console, auto_refresh=False) as live:
-        while True:
-            await asyncio.sleep(POLL_S)
+        async for _ in _polls(stop):
             rows = await fetch_events(db, limit=limit, cycle_id=cycle, subject=subject)
             live.update(tail_table(rows, title), refresh=True)
 
@@ -72,6 +92,10 @@ async def _tail(
 ) -> None:
     console = stdout_console()
     db = Database(target.database_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     try:
         rows = await fetch_events(db, limit=limit, cycle_id=cycle, subject=subject)
         if not follow:
@@ -80,9 +104,9 @@ async def _tail(
             else:
                 console.print("no matching events" if cycle or subject else "no events yet")
         elif console.is_terminal:
-            await _follow_live(db, console, rows, limit, cycle, subject)
+            await _follow_live(db, console, rows, limit, cycle, subject, stop)
         else:
-            await _follow_plain(db, console, rows, cycle, subject)
+            await _follow_plain(db, console, rows, cycle, subject, stop)
     finally:
         await db.dispose()
 
