@@ -20,7 +20,7 @@ from trainer.ml import Hyperparameters, LoraSFTRecipe, RecipeOptions
 def trained(tiny_model_dir, tmp_path_factory):
     rows = triage_rows(32, seed=3)
     options = RecipeOptions(max_seq_len=128, batch_size=4, save_steps=1000, evaluations=2)
-    hp = Hyperparameters(rank=8, alpha=16, learning_rate=1e-2, epochs=2)
+    hp = Hyperparameters(rank=8, alpha=16, learning_rate=1e-2, epochs=3)
     work = tmp_path_factory.mktemp("recipe")
     messages: list[dict] = []
     recipe = LoraSFTRecipe(
@@ -36,11 +36,11 @@ def trained(tiny_model_dir, tmp_path_factory):
 def test_training_lowers_the_loss(trained):
     _, outcome, _, messages = trained
     losses = [loss for _, loss in outcome.train_losses]
-    assert outcome.steps == outcome.total_steps == 12
+    assert outcome.steps == outcome.total_steps == 18
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.5
     assert outcome.validation_loss < outcome.eval_losses[0][1]
     steps = [m for m in messages if m["kind"] == "step"]
-    assert [m["step"] for m in steps] == list(range(1, 13))
+    assert [m["step"] for m in steps] == list(range(1, 19))
     assert all(m["tokens_per_second"] > 0 for m in steps)
 
 
