@@ -51,21 +51,22 @@ def prompts_and_instructions(n: int) -> tuple[list[str], str, str]:
     return inputs, "Triage the ticket. Answer with one JSON object.", "generated tickets"
 
 
-def load_model(tiny: bool, device: str, workdir: Path):
-    import torch
+def load_model(tiny: bool, device: str, precision: str, workdir: Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if tiny:
         from tests.fixtures.models import build_tiny_llama, save_smollm2_tokenizer
 
         tok_dir = save_smollm2_tokenizer(workdir / "tokenizer")
-        model, tokenizer = ml.load(build_tiny_llama(workdir / "tiny", tok_dir), None, device)
+        model, tokenizer = ml.load(
+            build_tiny_llama(workdir / "tiny", tok_dir), None, device, precision
+        )
         return model, tokenizer, "tiny random llama (2 layers, hidden 64)"
     from tests.fixtures.models import smollm2_gguf_dir
 
     source = str(smollm2_gguf_dir())
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE)
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    dtype = ml.model_dtype(device, precision)  # what the evaluator's worker would pick
     model = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_FILE, dtype=dtype)
     model.to(device).eval()
     tokenizer.padding_side = "left"
@@ -77,6 +78,7 @@ def load_model(tiny: bool, device: str, workdir: Path):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="the tests' tiny random llama")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--n", type=int, default=16, help="prompts (default 16)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=32)
@@ -89,7 +91,7 @@ def main() -> None:
     inputs, instructions, source = prompts_and_instructions(args.n)
     with tempfile.TemporaryDirectory() as tmp:
         began = time.perf_counter()
-        model, tokenizer, name = load_model(args.tiny, device, Path(tmp))
+        model, tokenizer, name = load_model(args.tiny, device, args.precision, Path(tmp))
         loaded_s = time.perf_counter() - began
         prompts = ml.chat_prompts(tokenizer, instructions, inputs)
         lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]

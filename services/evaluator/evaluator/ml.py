@@ -34,12 +34,26 @@ def pick_device(requested: str = "auto") -> str:
     return requested
 
 
-def load(model_dir: Path, adapter_dir: Path | None = None, device: str = "cpu") -> tuple[Any, Any]:
-    """Model and tokenizer from safetensors only; an adapter is applied with peft, not merged."""
+def model_dtype(device: str, precision: str = "auto") -> Any:
+    """bf16 on CUDA and on CPUs with bf16 matrix units (AMX, AVX512-BF16), else fp32.
+
+    Candidate and base are always loaded alike, so the comparison between them is fair.
+    """
     import torch
+
+    if precision == "auto":
+        cpu_bf16 = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+        precision = "bf16" if device == "cuda" or cpu_bf16 else "fp32"
+    return torch.bfloat16 if precision == "bf16" else torch.float32
+
+
+def load(
+    model_dir: Path, adapter_dir: Path | None = None, device: str = "cpu", precision: str = "auto"
+) -> tuple[Any, Any]:
+    """Model and tokenizer from safetensors only; an adapter is applied with peft, not merged."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    dtype = model_dtype(device, precision)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         model = AutoModelForCausalLM.from_pretrained(

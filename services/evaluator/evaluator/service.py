@@ -169,6 +169,7 @@ class Evaluator:
                 "latency_samples": s.latency_samples,
                 "perplexity_max_tokens": s.perplexity_max_tokens,
                 "device": s.device,
+                "precision": s.precision,
             }
         )
         evaluation_id = uuid.uuid5(NS, f"{consumer}:{event.event_id}")
@@ -187,6 +188,7 @@ class Evaluator:
             "window": inputs.spec.student.max_seq_len,
             "perplexity_max_tokens": s.perplexity_max_tokens,
             "device": s.device,
+            "precision": s.precision,
         }
 
     async def teacher_results(self, inputs: Inputs, delivery: Delivery) -> tuple[dict, bool]:

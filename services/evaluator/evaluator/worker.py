@@ -9,6 +9,7 @@ payload = {
   "instructions": str, "golden": [{"id", "input"}], "probes": [{"id", "prompt"}],
   "general_text": str | None, "batch_size": int, "max_new_tokens": int,
   "latency_samples": int, "window": int, "perplexity_max_tokens": int, "device": str,
+  "precision": "auto" | "fp32" | "bf16",
 }
 """
 
@@ -31,7 +32,7 @@ def evaluate(payload: dict[str, Any], progress: Callable[[dict[str, Any]], None]
     results = {}
     for spec in payload["models"]:
         adapter = Path(spec["adapter_dir"]) if spec.get("adapter_dir") else None
-        model, tokenizer = ml.load(Path(spec["model_dir"]), adapter, device)
+        model, tokenizer = ml.load(Path(spec["model_dir"]), adapter, device, payload["precision"])
         results[spec["key"]] = _run_one(spec["key"], model, tokenizer, payload, progress, device)
         del model
         gc.collect()
