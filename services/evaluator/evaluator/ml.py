@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.bus import PermanentError
+from shared.models.hardware import cpu_has_bf16
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,7 @@ def model_dtype(device: str, precision: str = "auto") -> Any:
     import torch
 
     if precision == "auto":
-        cpu_bf16 = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
-        precision = "bf16" if device == "cuda" or cpu_bf16 else "fp32"
+        precision = "bf16" if device == "cuda" or cpu_has_bf16() else "fp32"
     return torch.bfloat16 if precision == "bf16" else torch.float32
 
 

@@ -1,9 +1,10 @@
 """How many sequences fit in one micro-batch, from the model's shape and the memory there is.
 
 Why: the task spec's batch size is a statement about optimisation (the effective batch), not
-about this machine. A batch of 8 SmolLM2-135M conversations ran out of a 24 GiB CPU machine;
-the same effective batch as 2 x 4 accumulation steps trained fine. So the recipe keeps
-batch_size x gradient_accumulation_steps and splits it into micro-batches that fit.
+about this machine. Before gradient checkpointing was on by default, a batch of 8 SmolLM2-135M
+conversations ran out of a 24 GiB CPU machine; the same effective batch as 2 x 4
+accumulation steps trained fine. So the recipe keeps batch_size x gradient_accumulation_steps
+and splits it into micro-batches that fit.
 
 The estimate is deliberately coarse and meant to err high: per trained token, the fp32 loss
 path over the vocabulary (logits, their upcast, log-softmax and its gradient) plus the saved

@@ -11,6 +11,8 @@ import importlib.util
 import resource
 from typing import TYPE_CHECKING, Any
 
+from shared.models.hardware import cpu_has_bf16
+
 if TYPE_CHECKING:
     from trainer.ml import RecipeOptions
 
@@ -22,9 +24,7 @@ def hardware() -> dict[str, Any]:
     return {
         "device": "cuda" if on_gpu else "cpu",
         "cuda_bf16": bool(on_gpu and torch.cuda.is_bf16_supported()),
-        "cpu_bf16": bool(
-            torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
-        ),
+        "cpu_bf16": cpu_has_bf16(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
         "bitsandbytes": _has_bitsandbytes() if on_gpu else False,
