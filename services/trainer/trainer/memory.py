@@ -14,6 +14,7 @@ recomputed). bench/train.py prints it next to the measured peak.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,8 +56,8 @@ def bytes_per_token(shape: Shape, precision: str, checkpointing: bool) -> int:
     # Calibrated on SmolLM2-135M, bf16 + checkpointing, 8 x 810 tokens: peak RSS 6.8-7.9 GiB
     # measured over runs, 8.7 GiB estimated.
     loss = shape.vocab * (2 * b + 20)
-    # One layer's saved tensors: norms, q/k/v/o, the MLP's three projections and the LoRA
-    # dropout copies of their inputs.
+    # One layer's saved tensors: norms, q/k/v/o, the MLP's three projections, and room for
+    # LoRA dropout's copies of their inputs when dropout is on.
     layer = (14 * shape.hidden + 5 * shape.intermediate) * b
     # With checkpointing only each layer's input is kept, and one layer is recomputed at a time.
     kept = shape.layers * shape.hidden * b + layer if checkpointing else shape.layers * layer
@@ -74,7 +75,9 @@ def estimate_peak(shape: Shape, plan: dict[str, Any], micro_batch: int, longest:
     return fixed + per_token * micro_batch * longest
 
 
-def fit_micro_batch(batch_size: int, accumulation: int, fits: Any) -> tuple[int, int]:
+def fit_micro_batch(
+    batch_size: int, accumulation: int, fits: Callable[[int], bool]
+) -> tuple[int, int]:
     """The largest micro-batch ≤ batch_size that divides the effective batch and `fits`.
 
     Returns (micro_batch, accumulation steps); their product is batch_size x accumulation.
