@@ -54,7 +54,7 @@ def bytes_per_token(shape: Shape, precision: str, checkpointing: bool) -> int:
     # logits and their gradient in the model's dtype, and about five fp32 vocabulary-wide
     # tensors in the cross-entropy (upcast, log-probs, their gradient, the softmax, slack).
     # Calibrated on SmolLM2-135M, bf16 + checkpointing, batch 8: peak RSS 6.8-7.9 GiB in
-    # bench runs at 810 tokens (8.6 estimated), 8.7 GiB in the demo's worker at 824 (8.9).
+    # bench runs at 810 tokens (8.8 estimated), 8.7 GiB in the demo's worker at 824 (8.9).
     loss = shape.vocab * (2 * b + 20)
     # One layer's saved tensors: norms, q/k/v/o, the MLP's three projections, and room for
     # LoRA dropout's copies of their inputs when dropout is on.
