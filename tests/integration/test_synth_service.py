@@ -393,30 +393,6 @@ async def test_a_cycle_without_spec_waits_for_task_registered(db, store, teacher
     assert (done.task_version, done.task_spec, done.examples) == (3, ref, 4)
 
 
-def test_migration_matches_the_models(db_url: str):
-    import asyncio
-
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    from shared.db.models import metadata
-
-    async def diff() -> list:
-        database = Database(db_url)
-        try:
-            async with database.engine.connect() as conn:
-                return await conn.run_sync(
-                    lambda c: compare_metadata(
-                        MigrationContext.configure(c, opts={"compare_type": True}), metadata
-                    )
-                )
-        finally:
-            await database.dispose()
-
-    mine = [d for d in asyncio.run(diff()) if "synth_data_" in repr(d)]
-    assert mine == []
-
-
 PACK = Path(__file__).resolve().parents[2] / "tasks" / "ticket-triage"
 
 
