@@ -4,10 +4,6 @@ dataset.published out on the bus, sent by the service's own outbox relay."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,34 +13,11 @@ from shared.bus import JetStreamPublisher, make_broker
 from shared.db import Database
 from shared.events.catalog import DatasetPublished
 from shared.relay import OutboxRelay
+from tests.fixtures.processes import serve, stop
 from tests.fixtures.streams import stream_messages
 from tests.integration.test_curation_service import apply_spec, store, synth_event, synth_rows
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-def serve_curation(nats_url: str, db_url: str, artifact_root: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DISTILLERY_NATS_URL": nats_url,
-        "DISTILLERY_DATABASE_URL": db_url,
-        "DISTILLERY_ARTIFACT_ROOT": str(artifact_root),
-        "DISTILLERY_ACK_WAIT_S": "10",
-        "DISTILLERY_LOG_JSON": "true",
-    }
-    cmd = [sys.executable, "-m", "shared.runtime.serve", "curation.main:create_app"]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 async def test_service_process_turns_a_batch_into_a_published_dataset(
@@ -61,7 +34,13 @@ async def test_service_process_turns_a_batch_into_a_published_dataset(
         relay = OutboxRelay(sqlite_db, JetStreamPublisher(broker), producer="synth-data")
         assert await relay.drain() == 1
 
-    proc = serve_curation(nats_server.url, sqlite_db.url, tmp_path / "artifacts")
+    proc = serve(
+        "curation.main:create_app",
+        nats_server.url,
+        sqlite_db.url,
+        DISTILLERY_ARTIFACT_ROOT=str(tmp_path / "artifacts"),
+        DISTILLERY_ACK_WAIT_S="10",
+    )
     try:
         deadline = time.monotonic() + 90
         answers: list[DatasetPublished] = []

@@ -23,11 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +54,7 @@ from shared.relay import OutboxRelay
 from shared.runtime.service import ServiceContext
 from shared.settings import PlatformSettings
 from tests.fixtures.eval_teacher import ScriptedTeacher, scripted_teacher
+from tests.fixtures.processes import serve, stop
 from tests.fixtures.streams import stream_messages
 
 INSTRUCTIONS = "Route the support ticket. Reply with JSON only."
@@ -535,20 +532,17 @@ async def test_service_process_answers_on_the_session_nats(
 ):
     """training.completed in through JetStream, evaluation.completed out, in a real process."""
     world = make_world(tmp_path, db, teacher, base_dir, untrained=untrained_adapter_dir)
-    env = {
-        **os.environ,
-        "DISTILLERY_NATS_URL": nats_server.url,
-        "DISTILLERY_DATABASE_URL": db.url,
-        "DISTILLERY_HOME": str(tmp_path / "home"),
-        "DISTILLERY_ARTIFACT_ROOT": str(world.store.root),
-        "DISTILLERY_LOG_JSON": "true",
-        "EVALUATOR_BATCH_SIZE": str(SETTINGS.batch_size),
-        "EVALUATOR_MAX_NEW_TOKENS": str(SETTINGS.max_new_tokens),
-        "EVALUATOR_LATENCY_SAMPLES": "1",
-        "EVALUATOR_PERPLEXITY_MAX_TOKENS": "64",
-    }
-    target = "evaluator.main:create_app"
-    proc = subprocess.Popen([sys.executable, "-m", "shared.runtime.serve", target], env=env)
+    proc = serve(
+        "evaluator.main:create_app",
+        nats_server.url,
+        db.url,
+        DISTILLERY_HOME=str(tmp_path / "home"),
+        DISTILLERY_ARTIFACT_ROOT=str(world.store.root),
+        EVALUATOR_BATCH_SIZE=str(SETTINGS.batch_size),
+        EVALUATOR_MAX_NEW_TOKENS=str(SETTINGS.max_new_tokens),
+        EVALUATOR_LATENCY_SAMPLES="1",
+        EVALUATOR_PERPLEXITY_MAX_TOKENS="64",
+    )
     event = trained(world, "untrained")
     try:
         async with db.uow() as uow:
@@ -574,12 +568,7 @@ async def test_service_process_answers_on_the_session_nats(
             assert asyncio.get_running_loop().time() < deadline, "no evaluation in time"
             await asyncio.sleep(0.5)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
     [done] = await relayed()
     assert done.causation_id == event.event_id and done.producer == "evaluator"
     assert not done.passed and done.failing_slices == ["it"]

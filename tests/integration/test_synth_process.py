@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -23,39 +20,26 @@ from shared.events.catalog import CycleRequested, SynthCompleted, TaskRegistered
 from shared.relay import OutboxRelay
 from shared.tasks import parse_spec
 from synth_data.repository import get_run
+from tests.fixtures.processes import serve, stop
 from tests.fixtures.streams import stream_messages
 from tests.fixtures.teacher_server import running, toy_spec
 
-ROOT = Path(__file__).resolve().parents[2]
 PRODUCER = "synth-process-test"
 pytestmark = pytest.mark.slow
 
 
-def serve(nats_url: str, db_url: str, artifacts: Path, log: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DISTILLERY_NATS_URL": nats_url,
-        "DISTILLERY_DATABASE_URL": db_url,
-        "DISTILLERY_ARTIFACT_STORE": "local",
-        "DISTILLERY_ARTIFACT_ROOT": str(artifacts),
-        "DISTILLERY_ACK_WAIT_S": "10",
-        "DISTILLERY_LOG_JSON": "true",
-        "SYNTH_DATA_BACKOFF_BASE_S": "0.05",
-        "SYNTH_DATA_PROGRESS_EVERY": "4",
-    }
-    command = [sys.executable, "-m", "shared.runtime.serve", "synth_data.main:create_app"]
-    with log.open("ab") as out:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def serve_synth(nats_url: str, db_url: str, artifacts: Path, log: Path) -> subprocess.Popen:
+    return serve(
+        "synth_data.main:create_app",
+        nats_url,
+        db_url,
+        log=log,
+        DISTILLERY_ARTIFACT_STORE="local",
+        DISTILLERY_ARTIFACT_ROOT=str(artifacts),
+        DISTILLERY_ACK_WAIT_S="10",
+        SYNTH_DATA_BACKOFF_BASE_S="0.05",
+        SYNTH_DATA_PROGRESS_EVERY="4",
+    )
 
 
 async def publish(db: Database, nats_url: str, *events) -> None:
@@ -85,7 +69,7 @@ async def test_the_service_process_answers_a_cycle(nats_server, db: Database, tm
         )
         # No spec in the request: the service must find it through task.registered.
         request = CycleRequested(cycle_id=uuid.uuid4(), task_name=spec.name, producer=PRODUCER)
-        proc = serve(nats_server.url, db.url, artifacts, log)
+        proc = serve_synth(nats_server.url, db.url, artifacts, log)
         try:
             await publish(db, nats_server.url, task, request)
             deadline = time.monotonic() + 90

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -30,11 +27,11 @@ from shared.events.catalog import (
 )
 from shared.models import read_manifest, store_model_dir
 from tests.fixtures.datasets import store_dataset
+from tests.fixtures.processes import serve, stop
 from tests.fixtures.streams import stream_messages
 from trainer.domain import run_id_for
 from trainer.models import TrainerRun, TrainerTrial
 
-ROOT = Path(__file__).resolve().parents[2]
 CONSUMER = durable_name("trainer", DatasetPublished)
 TRAINING = {
     "trials": 2,
@@ -50,29 +47,16 @@ pytestmark = pytest.mark.slow
 
 
 def serve_trainer(nats_url: str, db_url: str, home: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DISTILLERY_NATS_URL": nats_url,
-        "DISTILLERY_DATABASE_URL": db_url,
-        "DISTILLERY_HOME": str(home),
-        "DISTILLERY_ARTIFACT_ROOT": str(home / "artifacts"),
-        "DISTILLERY_LOG_JSON": "true",
-        "TRAINER_CHECKPOINT_STEPS": "2",
-        "TRAINER_PROGRESS_INTERVAL_S": "0",
-        "TRAINER_EVALUATIONS_PER_TRIAL": "2",
-    }
-    cmd = [sys.executable, "-m", "shared.runtime.serve", "trainer.main:create_app"]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    return serve(
+        "trainer.main:create_app",
+        nats_url,
+        db_url,
+        DISTILLERY_HOME=str(home),
+        DISTILLERY_ARTIFACT_ROOT=str(home / "artifacts"),
+        TRAINER_CHECKPOINT_STEPS="2",
+        TRAINER_PROGRESS_INTERVAL_S="0",
+        TRAINER_EVALUATIONS_PER_TRIAL="2",
+    )
 
 
 async def publish(nats_url: str, event: DatasetPublished, msg_id: str | None = None) -> int:
