@@ -37,7 +37,6 @@ for path in (ROOT, ROOT / "services" / "evaluator"):
 from evaluator import ml  # noqa: E402
 
 PACK = ROOT / "tasks" / "ticket-triage"
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def prompts_and_instructions(n: int) -> tuple[list[str], str, str]:
@@ -66,10 +65,9 @@ def load_model(tiny: bool, device: str, precision: str, workdir: Path):
 
     # Exactly what the evaluator's worker loads: the imported safetensors (`models import`),
     # not the GGUF file itself, whose packed weights transformers computes on in float32.
-    model, tokenizer = ml.load(
-        convert_gguf(smollm2_gguf(), workdir / "model"), None, device, precision
-    )
-    return model, tokenizer, f"SmolLM2-135M-Instruct (imported from {GGUF_FILE}, {model.dtype})"
+    gguf = smollm2_gguf()
+    model, tokenizer = ml.load(convert_gguf(gguf, workdir / "model"), None, device, precision)
+    return model, tokenizer, f"SmolLM2-135M-Instruct (imported from {gguf.name}, {model.dtype})"
 
 
 def main() -> None:
