@@ -2,12 +2,13 @@
 
 from .broker import JetStreamPublisher, ensure_stream, make_broker, stream_config
 from .consumer import Delivery, durable_name, process
-from .errors import PermanentError, TransientError
+from .errors import GaveUp, PermanentError, TransientError
 from .heartbeat import heartbeat
 from .subscribe import subscribe
 
 __all__ = [
     "Delivery",
+    "GaveUp",
     "JetStreamPublisher",
     "PermanentError",
     "TransientError",

@@ -28,7 +28,7 @@ from shared.events.catalog import DeadLettered
 from shared.logs import get_logger
 from shared.metrics import HANDLE_SECONDS, MESSAGES
 
-from .errors import PermanentError
+from .errors import GaveUp, PermanentError
 from .heartbeat import heartbeat
 
 log = get_logger(__name__)
@@ -73,8 +73,7 @@ def durable_name(service: str, event_cls: type[Event]) -> str:
     return f"{service}--{event_cls.subject.removeprefix('distillery.').replace('.', '-')}"
 
 
-async def dead_letter(
-    db: Database,
+def dead_letter_record(
     raw: RawMessage,
     *,
     service: str,
@@ -82,11 +81,10 @@ async def dead_letter(
     kind: str,
     reason: str,
     event: Event | None = None,
-) -> None:
+) -> DeadLettered:
     # Deterministic id: a redelivered message that is dead-lettered again is one record.
-    event_id = uuid.uuid5(DEAD_LETTER_NS, f"{consumer}:{raw.stream_sequence}")
-    record = DeadLettered(
-        event_id=event_id,
+    return DeadLettered(
+        event_id=uuid.uuid5(DEAD_LETTER_NS, f"{consumer}:{raw.stream_sequence}"),
         cycle_id=event.cycle_id if event else None,
         causation_id=event.event_id if event else None,
         producer=service,
@@ -97,6 +95,21 @@ async def dead_letter(
         reason=reason[:4000],
         deliveries=max(1, raw.delivery),
         payload_excerpt=raw.body[:8192].decode("utf-8", "replace"),
+    )
+
+
+async def dead_letter(
+    db: Database,
+    raw: RawMessage,
+    *,
+    service: str,
+    consumer: str,
+    kind: str,
+    reason: str,
+    event: Event | None = None,
+) -> None:
+    record = dead_letter_record(
+        raw, service=service, consumer=consumer, kind=kind, reason=reason, event=event
     )
     async with db.uow() as uow:
         await uow.publish(record)
@@ -128,6 +141,9 @@ async def process(
     started = time.perf_counter()
     try:
         await handler(event, Delivery(raw, consumer, policy))
+    except GaveUp as exc:
+        await raw.reject()
+        return _count(consumer, f"dead_lettered_{exc.kind}")
     except PermanentError as exc:
         return await _give_up(raw, db, policy, service, consumer, "permanent", f"{exc!r}", event)
     except Exception as exc:
