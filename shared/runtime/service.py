@@ -22,6 +22,8 @@ from shared.metrics import serve_metrics
 from shared.relay import OutboxRelay
 from shared.settings import PlatformSettings
 
+from .stage import Stage, add_stage
+
 
 @dataclass
 class ServiceContext:
@@ -32,6 +34,10 @@ class ServiceContext:
     policy: ConsumerPolicy
     artifacts: AsyncArtifactStore
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def add_stage(self, router: NatsRouter, stage: Stage) -> str:
+        """Subscribe one of this service's stages (shared.runtime.stage) to its event."""
+        return add_stage(router, stage, service=self.name, db=self.db, policy=self.policy)
 
 
 def create_service_app(

@@ -5,7 +5,9 @@ stdin and reads JSON lines back: `{"progress": {...}}` any number of times, then
 `{"result": {...}}` or `{"error": {"kind": "permanent"|"transient", "message": ...}}`. While it
 waits it heartbeats the JetStream message, so a long job is not redelivered under it.
 
-The function runs as `fn(payload: dict, progress: Callable[[dict], None]) -> dict`. Raising
+The function runs as `fn(payload, progress: Callable[[dict], None]) -> result`. When its
+`payload` parameter is annotated with a pydantic model, the JSON document is validated into it,
+and a pydantic result is dumped back as JSON: the contract is typed on both sides. Raising
 `shared.bus.PermanentError` makes the failure permanent; anything else, a crash or a SIGKILL
 included, is transient: the message is redelivered and the job resumes from its checkpoint.
 A child whose parent dies exits too, so a killed service leaves no orphan training on.
@@ -16,15 +18,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import inspect
 import json
 import os
 import sys
 import threading
 import time
+import typing
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel
 
 from shared.bus.errors import PermanentError, TransientError
 from shared.logs import get_logger
@@ -111,6 +117,13 @@ def _watch_parent(parent: int) -> None:
         time.sleep(1.0)
 
 
+def _payload_model(fn: Callable[..., Any]) -> type[BaseModel] | None:
+    hints = typing.get_type_hints(fn)
+    params = [p for p in inspect.signature(fn).parameters if p != "return"]
+    hint = hints.get(params[0]) if params else None
+    return hint if isinstance(hint, type) and issubclass(hint, BaseModel) else None
+
+
 def _main(target: str) -> int:
     out = os.fdopen(os.dup(1), "w", buffering=1)
     # Libraries print progress bars to stdout; keep our channel clean by pointing fd 1 at 2.
@@ -126,7 +139,15 @@ def _main(target: str) -> int:
     try:
         payload = json.loads(sys.stdin.readline())
         fn = getattr(importlib.import_module(module_name), attr)
+        model = _payload_model(fn)
+        if model is not None:
+            try:
+                payload = model.model_validate(payload)
+            except ValueError as exc:  # the parent sent what this worker cannot read
+                raise PermanentError(f"payload for {target}: {exc}") from exc
         result = fn(payload, lambda update: send({"progress": update}))
+        if isinstance(result, BaseModel):
+            result = result.model_dump(mode="json")
         send({"result": result})
         return 0
     except PermanentError as exc:
