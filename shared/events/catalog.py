@@ -126,6 +126,11 @@ class GateResult(Frozen):
     passed: bool
     value: float | None
     threshold: float | None
+    reason: str | None = Field(
+        default=None,
+        description="why, when the numbers alone do not say: 'not measured: ...', "
+        "'teacher too weak for this task'",
+    )
 
 
 class EvaluationCompleted(Event):

@@ -45,8 +45,20 @@ class NegativePolicy(Spec):
 
 
 class Thresholds(Spec):
+    """The evaluator's gates. A gate fails when its number could not be measured."""
+
     min_quality_vs_teacher: float = Field(default=0.85, gt=0, le=2)
+    # The teacher is the reference the student's bar is drawn from: one that gets fewer than
+    # half the golden set right would drag that bar down with it, so the cycle fails with
+    # "teacher too weak for this task" instead. Above 0 always: a teacher at 0 never passes.
+    min_teacher_quality: float = Field(
+        default=0.5, gt=0, le=1, description="the teacher's minimum task accuracy on the golden set"
+    )
     max_general_regression: float = Field(default=0.05, ge=0, le=1)
+    # Opt-out for a task that has neither a probe set nor general text and accepts not knowing
+    # whether the student lost general skills: an unmeasured general_regression then passes,
+    # reported as not measured. A measured regression is held to max_general_regression anyway.
+    require_general_regression: bool = True
     p95_latency_ms: float = Field(default=2000.0, gt=0)
     max_iterations: int = Field(default=3, ge=1, le=20)
     min_quant_retention: float = Field(default=0.95, gt=0, le=1)

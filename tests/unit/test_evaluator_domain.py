@@ -9,6 +9,7 @@ from shared.tasks.spec import Thresholds
 
 T = Thresholds(
     min_quality_vs_teacher=0.85,
+    min_teacher_quality=0.5,
     max_general_regression=0.05,
     p95_latency_ms=500.0,
     max_iterations=3,
@@ -16,13 +17,13 @@ T = Thresholds(
 )
 
 
-def gates(student=0.9, teacher=1.0, regression=0.0, p95=100.0):
+def gates(student=0.9, teacher=1.0, regression=0.0, p95=100.0, thresholds=T):
     return domain.adapter_gates(
         student_quality=student,
         teacher_quality=teacher,
         regression=regression,
         p95_ms=p95,
-        thresholds=T,
+        thresholds=thresholds,
     )
 
 
@@ -34,6 +35,7 @@ def test_all_gates_pass_at_their_thresholds():
     g = by_name(gates(student=0.85, regression=0.05, p95=500.0))
     assert all(x.passed for x in g.values())
     assert g[domain.QUALITY].threshold == pytest.approx(0.85)
+    assert all(x.reason is None for x in g.values())
 
 
 @pytest.mark.parametrize(
@@ -42,6 +44,7 @@ def test_all_gates_pass_at_their_thresholds():
         ({"student": 0.84}, domain.QUALITY),
         ({"regression": 0.06}, domain.REGRESSION),
         ({"p95": 501.0}, domain.LATENCY),
+        ({"teacher": 0.49, "student": 0.49}, domain.TEACHER),
     ],
 )
 def test_each_gate_fails_on_its_own(kwargs, failing):
@@ -49,9 +52,59 @@ def test_each_gate_fails_on_its_own(kwargs, failing):
     assert [n for n, x in g.items() if not x.passed] == [failing]
 
 
-def test_an_unmeasured_regression_passes_with_no_value():
-    g = by_name(gates(regression=None))[domain.REGRESSION]
-    assert g.passed and g.value is None
+@pytest.mark.parametrize(
+    ("kwargs", "gate"), [({"regression": None}, domain.REGRESSION), ({"p95": None}, domain.LATENCY)]
+)
+def test_an_unmeasured_gate_fails_and_says_so(kwargs, gate):
+    g = by_name(gates(**kwargs))[gate]
+    assert not g.passed and g.value is None
+    assert g.reason is not None and g.reason.startswith("not measured")
+    d = decide(gates(**kwargs), 1, student={"it": 1.0}, teacher={"it": 1.0})
+    assert d.outcome == "failed"
+    assert f"{gate} (threshold" in (d.reason or "") and "not measured" in (d.reason or "")
+
+
+def test_an_unmeasured_gate_ends_the_cycle_even_beside_a_quality_failure():
+    # Iterating on data would come back just as unmeasured, so there is nothing to retry.
+    d = decide(gates(student=0.5, regression=None), 1)
+    assert d.outcome == "failed" and "another iteration cannot measure it" in (d.reason or "")
+
+
+def test_a_task_may_opt_out_of_requiring_general_regression():
+    lax = T.model_copy(update={"require_general_regression": False})
+    g = by_name(gates(regression=None, thresholds=lax))[domain.REGRESSION]
+    assert g.passed and g.value is None and g.reason == "not measured; not required by the task"
+    # The opt-out is about a missing measurement, not the bound: a measured drop still counts.
+    assert not by_name(gates(regression=0.2, thresholds=lax))[domain.REGRESSION].passed
+    # Latency has no such opt-out.
+    assert not by_name(gates(p95=None, thresholds=lax))[domain.LATENCY].passed
+
+
+@pytest.mark.parametrize("teacher", [0.0, 0.3])
+def test_a_teacher_too_weak_for_the_task_ends_the_cycle(teacher):
+    # A student at 0 would clear 0.85 x a teacher at 0: the bar must not fall with the teacher.
+    results = gates(student=0.0, teacher=teacher)
+    g = by_name(results)
+    assert not g[domain.TEACHER].passed and g[domain.TEACHER].reason == domain.TEACHER_TOO_WEAK
+    assert g[domain.TEACHER].threshold == 0.5
+    d = decide(results, 1, student={"it": 0.0}, teacher={"it": teacher})
+    assert d.outcome == "failed" and d.failing_slices == []
+    assert (d.reason or "").startswith("teacher too weak for this task")
+    assert d.outcome != "iterate", "more data from the same teacher cannot fix it"
+
+
+def test_a_teacher_at_zero_fails_whatever_the_setting():
+    lowest = T.model_copy(update={"min_teacher_quality": 1e-9})
+    g = by_name(gates(student=0.0, teacher=0.0, thresholds=lowest))
+    assert not g[domain.TEACHER].passed
+    # Nor does the quality gate pretend there was a bar to clear.
+    assert not g[domain.QUALITY].passed and g[domain.QUALITY].threshold is None
+    assert (g[domain.QUALITY].reason or "").startswith("not measured")
+
+
+def test_a_teacher_at_its_minimum_is_good_enough():
+    g = by_name(gates(student=0.5, teacher=0.5))
+    assert g[domain.TEACHER].passed and g[domain.QUALITY].passed
 
 
 def test_failing_slices_are_relative_to_the_teacher_on_each_slice():
@@ -112,4 +165,18 @@ def test_quantized_retention_gate():
     decision = domain.quant_decision(bad)
     assert decision.outcome == "failed" and "quant_retention" in (decision.reason or "")
     assert domain.retention(0.9, 1.0) == pytest.approx(0.9)
-    assert domain.retention(0.0, 0.0) == 1.0
+
+
+def test_retention_of_a_source_that_scored_zero_is_not_measured():
+    # 0 of 0 is no evidence the variant kept anything; it must not read as full retention.
+    assert domain.retention(0.0, 0.0) is None
+    results = domain.quant_gates(quality=0.0, source_quality=0.0, p95_ms=10.0, thresholds=T)
+    [kept] = [g for g in results if g.name == domain.RETENTION]
+    assert not kept.passed and (kept.reason or "").startswith("not measured")
+    decision = domain.quant_decision(results)
+    assert decision.outcome == "failed" and "not measured" in (decision.reason or "")
+
+
+def test_a_variant_without_latency_samples_fails():
+    results = domain.quant_gates(quality=1.0, source_quality=1.0, p95_ms=None, thresholds=T)
+    assert domain.quant_decision(results).outcome == "failed"

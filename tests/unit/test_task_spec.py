@@ -84,6 +84,23 @@ def test_a_minimal_spec_is_valid_and_fills_defaults():
     assert spec.thresholds.max_iterations == 3 and spec.quantization == ["int8"]
 
 
+def test_gates_fail_closed_by_default():
+    thresholds = parse_spec(minimal_spec()).thresholds
+    assert thresholds.min_teacher_quality == 0.5
+    assert thresholds.require_general_regression is True
+
+
+def test_a_teacher_minimum_of_zero_is_refused():
+    # A teacher that scores 0 must always end the cycle; the setting cannot allow it.
+    spec = minimal_spec(thresholds={"min_teacher_quality": 0})
+    assert problems(spec) == ["thresholds.min_teacher_quality: Input should be greater than 0"]
+
+
+def test_a_task_without_general_data_can_opt_out_explicitly():
+    spec = parse_spec(minimal_spec(thresholds={"require_general_regression": False}))
+    assert spec.thresholds.require_general_regression is False
+
+
 def test_wrong_type_names_the_nested_field():
     bad = minimal_spec(training={"trials": "many"})
     assert problems(bad) == [

@@ -69,7 +69,9 @@ async def evaluate(
     )
     flat = flat_metrics(sections, "candidate")
     flat["quality.source"] = source.quality
-    flat["quant_retention"] = domain.retention(quality, source.quality)
+    kept = domain.retention(quality, source.quality)
+    if kept is not None:
+        flat["quant_retention"] = kept
     verdict = Verdict(
         source=event,
         task_name=event.task_name,
@@ -91,7 +93,7 @@ async def evaluate(
                 "quality": source.quality,
                 "report": source.report,
             },
-            "retention": flat["quant_retention"],
+            "retention": kept,
             "latency_basis": basis,
         },
     )
