@@ -7,7 +7,7 @@ from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from shared.db.models import metadata
+from migrations.metadata import metadata
 from shared.settings import PlatformSettings
 
 config = context.config

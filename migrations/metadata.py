@@ -1,7 +1,8 @@
-"""Every table's metadata in one place, for Alembic.
+"""Every table's metadata in one place, for Alembic (it lives here, not in shared/: only
+migrations need to import every service).
 
 Each service that owns tables adds its models module here, so one history covers them all.
-This module is read by migrations only; no service imports it.
+No service imports it: a service never imports another service.
 """
 
 import curation.models
