@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.llm.hosts import parse_host_list
 
 
 class PlatformSettings(BaseSettings):
@@ -35,6 +37,17 @@ class PlatformSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool | None = Field(default=None, description="null: JSON unless on a TTY")
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+
+    # The operator's data-residency switch: a teacher host must be in this list AND in the task
+    # spec's residency.allowed_teacher_hosts (a spec author cannot widen it). Empty: no
+    # restriction of the deployment's own, the spec's list alone decides. Entries are `host`
+    # (any port) or `host:port`, comma-separated (or a JSON list); see shared/llm/hosts.py.
+    allowed_teacher_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("allowed_teacher_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: Any) -> list[str]:
+        return parse_host_list(value)
 
     @property
     def resolved_database_url(self) -> str:
