@@ -28,7 +28,7 @@ async def evaluate(
     ev: Evaluator, event: TrainingCompleted, inputs: Inputs, delivery: Delivery
 ) -> Outcome:
     spec = inputs.spec
-    check_residency(spec)
+    check_residency(spec, ev.ctx.settings.allowed_teacher_hosts)
     manifest = await ev.reader.manifest(event.adapter, "adapter")
     if manifest.get("kind") != "adapter":
         raise PermanentError(f"adapter {event.adapter.uri} is a {manifest.get('kind')!r} manifest")

@@ -194,7 +194,7 @@ class Evaluator:
     async def teacher_results(self, inputs: Inputs, delivery: Delivery) -> tuple[dict, bool]:
         """The teacher's answers on the golden set: cached, or asked (each request cached)."""
         spec = inputs.spec
-        check_residency(spec)
+        check_residency(spec, self.ctx.settings.allowed_teacher_hosts)
         key = teacher_key(spec.teacher)
         setup = digest({"instructions": spec.instructions, "max": self.settings.teacher_max_tokens})
         golden = inputs.golden_ref.sha256
@@ -212,7 +212,13 @@ class Evaluator:
         return result, False
 
     def teacher(self, spec: TaskSpec) -> TeacherClient:
-        return TeacherClient(spec.teacher, self.ctx.db, max_tokens=self.settings.teacher_max_tokens)
+        return TeacherClient(
+            spec.teacher,
+            self.ctx.db,
+            max_tokens=self.settings.teacher_max_tokens,
+            spec_hosts=spec.residency.allowed_teacher_hosts,
+            operator_hosts=self.ctx.settings.allowed_teacher_hosts,
+        )
 
     async def local_results(
         self, inputs: Inputs, models: list[LocalModel], delivery: Delivery

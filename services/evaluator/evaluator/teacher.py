@@ -1,8 +1,14 @@
-"""The teacher through its OpenAI-compatible API, every answer cached by request hash.
+"""The teacher through shared.llm, every answer cached by request hash.
 
 A cached answer is reused whatever evaluation asks again, so re-evaluating after a crash, or a
 new candidate on the same golden set, costs no teacher tokens. Evaluation asks at temperature 0:
 the teacher is measured at its best, not sampled as synth-data samples it.
+
+The shared client refuses a host outside the spec's residency list or the operator's
+(DISTILLERY_ALLOWED_TEACHER_HOSTS) before it is built, never follows a redirect (a 3xx is a
+permanent error naming its Location host), shares one concurrency gate per endpoint with the
+rest of this process, and retries 429/5xx/timeouts honouring Retry-After; once its attempts run
+out the delivery is retried later (TransientError) and the answers cached so far are kept.
 """
 
 from __future__ import annotations
@@ -10,17 +16,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 from sqlalchemy.dialects import postgresql, sqlite
 
-from shared.bus import PermanentError, TransientError
 from shared.db import Database
+from shared.llm import Ledger, LLMClient, RetryPolicy
+from shared.llm import check_residency as check_hosts
+from shared.llm.hosts import operator_list, spec_list
 from shared.logs import get_logger
 from shared.tasks.spec import TaskSpec, Teacher
 
@@ -43,12 +49,12 @@ class Answer:
     cached: bool
 
 
-def check_residency(spec: TaskSpec) -> None:
-    """The data-residency switch: never send task data to a host outside the allow-list."""
-    if spec.teacher.host not in spec.residency.allowed_teacher_hosts:
-        raise PermanentError(
-            f"teacher host {spec.teacher.host!r} is outside residency.allowed_teacher_hosts"
-        )
+def check_residency(spec: TaskSpec, operator_hosts: Sequence[str]) -> None:
+    """The data-residency switch: never send task data to a host outside either allow-list.
+
+    Raises shared.llm.ResidencyError (a PermanentError), naming the host and both lists."""
+    lists = (spec_list(spec.residency.allowed_teacher_hosts), operator_list(operator_hosts))
+    check_hosts(spec.teacher.base_url, lists)
 
 
 def teacher_key(teacher: Teacher) -> str:
@@ -69,63 +75,55 @@ def request_key(teacher: Teacher, messages: list[dict[str, str]], max_tokens: in
 
 
 class TeacherClient:
-    def __init__(self, teacher: Teacher, db: Database, *, max_tokens: int) -> None:
-        from openai import AsyncOpenAI
-
+    def __init__(
+        self,
+        teacher: Teacher,
+        db: Database,
+        *,
+        max_tokens: int,
+        spec_hosts: Sequence[str],
+        operator_hosts: Sequence[str],
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self.teacher = teacher
         self.db = db
         self.max_tokens = max_tokens
-        self._limit = asyncio.Semaphore(teacher.max_concurrency)
-        # Local servers take any key; a real endpoint's key comes only from the environment.
-        self._client = AsyncOpenAI(
-            base_url=teacher.base_url,
-            api_key=os.environ.get(teacher.api_key_env) or "unused",
-            timeout=teacher.timeout_s,
-            max_retries=2,
+        self._llm = LLMClient(
+            teacher,
+            spec_hosts=spec_hosts,
+            operator_hosts=operator_hosts,
+            retry=retry,
+            caller="evaluator",
         )
 
+    @property
+    def ledger(self) -> Ledger:
+        return self._llm.ledger
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
     async def close(self) -> None:
-        await self._client.close()
+        await self._llm.close()
 
     async def complete(self, messages: list[dict[str, str]]) -> Answer:
         key = request_key(self.teacher, messages, self.max_tokens)
         async with self.db.uow() as uow:
             row = await uow.session.get(TeacherCacheRow, key)
             if row is not None:
+                self._llm.cache_hit()
                 return Answer(
                     row.content, row.prompt_tokens, row.completion_tokens, row.latency_ms, True
                 )
-        async with self._limit:
-            answer = await self._ask(messages)
+        reply = await self._llm.chat(messages, temperature=0.0, max_tokens=self.max_tokens)
+        answer = Answer(
+            reply.text, reply.prompt_tokens, reply.completion_tokens, reply.latency_ms, False
+        )
         await self._remember(key, answer)
         return answer
-
-    async def _ask(self, messages: list[dict[str, str]]) -> Answer:
-        import openai
-
-        began = time.perf_counter()
-        try:
-            reply = await self._client.chat.completions.create(
-                model=self.teacher.model,
-                messages=messages,  # type: ignore[arg-type]
-                temperature=0.0,
-                max_tokens=self.max_tokens,
-            )
-        except (openai.APIConnectionError, openai.RateLimitError) as exc:
-            raise TransientError(f"teacher unavailable: {type(exc).__name__}") from exc
-        except openai.APIStatusError as exc:
-            if exc.status_code >= 500:
-                raise TransientError(f"teacher answered {exc.status_code}") from exc
-            raise PermanentError(f"teacher refused the request: {exc.status_code}") from exc
-        latency_ms = (time.perf_counter() - began) * 1000
-        usage = reply.usage
-        return Answer(
-            reply.choices[0].message.content or "",
-            usage.prompt_tokens if usage else 0,
-            usage.completion_tokens if usage else 0,
-            latency_ms,
-            False,
-        )
 
     async def _remember(self, key: str, answer: Answer) -> None:
         insert = postgresql.insert if self.db.dialect == "postgresql" else sqlite.insert
@@ -155,7 +153,7 @@ class TeacherClient:
             )
             done += 1
             if done % max(1, len(rows) // 10) == 0 or done == len(rows):
-                log.info("teacher progress", done=done, total=len(rows))
+                log.info("teacher progress", done=done, total=len(rows), **self.ledger.as_log())
             return answer
 
         return list(await asyncio.gather(*(one(r) for r in rows)))
