@@ -9,7 +9,11 @@ How a passing candidate exists by construction, honestly:
   right on "it" and wrong on "billing" and on the negative.
 - The scripted teacher is right on "it" and deliberately wrong on "billing" and the negative.
   Teacher and candidate therefore both score 2/5, the quality gate (0.85 x teacher) passes,
-  and no slice trails the teacher.
+  and no slice trails the teacher. The spec sets `min_teacher_quality` to 0.4 so that this
+  teacher is good enough; `weak_teacher` (wrong everywhere, 0/5) is not.
+- Every gate is measured, since an unmeasured one fails: the spec has a probe set and general
+  text for general_regression (the general-text cross-entropy is measured even where the
+  random base scores 0 on the probes), and latency samples give P95 latency.
 - `untrained_adapter` (LoRA B = 0, so it behaves as the random base) scores 0: it fails the
   quality gate, and the failing slice is exactly "it", the one slice where the teacher is
   right; "billing" and "negative" are not failing because the teacher scores 0 there too.
@@ -90,6 +94,7 @@ PROBES = [
 ]
 GENERAL_TEXT = "Water boils at one hundred degrees. " * 8
 TEACHER_ACCURACY = {"billing": 0.0, "negative": 0.0}
+WRONG_EVERYWHERE = {"it": 0.0, "billing": 0.0, "negative": 0.0}
 SCHEMA = {
     "type": "object",
     "properties": {"team": {"type": "string"}, "priority": {"enum": ["low", "escalate"]}},
@@ -204,6 +209,12 @@ def teacher():
         yield server
 
 
+@pytest.fixture(scope="module")
+def weak_teacher():
+    with scripted_teacher(GOLDEN, WRONG_EVERYWHERE) as server:
+        yield server
+
+
 # -- a world: store, spec, service context ----------------------------------------------------
 
 
@@ -237,6 +248,7 @@ def make_spec(
         "general_text": store.put_bytes(GENERAL_TEXT.encode()),
         "thresholds": {
             "min_quality_vs_teacher": 0.85,
+            "min_teacher_quality": 0.4,
             "max_general_regression": 0.5,
             "p95_latency_ms": 600000,
             "max_iterations": 2,
@@ -397,6 +409,7 @@ async def test_pass_then_iterate_then_fail_then_quantized(
     assert done.metrics["cost_per_query_usd.candidate"] > 0
     assert "perplexity.candidate" in done.metrics and "general_regression" in done.metrics
     assert {g.name: g.passed for g in done.gates} == {
+        "teacher_quality": True,
         "quality_vs_teacher": True,
         "general_regression": True,
         "p95_latency_ms": True,
@@ -462,6 +475,28 @@ async def test_pass_then_iterate_then_fail_then_quantized(
     assert out == {}, "a failed variant does not end the cycle"
     assert not done.passed and done.metrics["quant_retention"] == 0.0
     assert [g.name for g in done.gates if not g.passed] == ["quant_retention"]
+
+
+async def test_a_teacher_too_weak_for_the_task_ends_the_cycle(
+    sqlite_db, tmp_path, weak_teacher, base_dir, untrained_adapter_dir
+):
+    """A teacher at 0 would have set the student's bar at 0: a 0 % student used to pass."""
+    world = make_world(tmp_path, sqlite_db, weak_teacher, base_dir, untrained=untrained_adapter_dir)
+    event = trained(world, "untrained")
+    assert await deliver(world, event) == "acked"
+    out = await answers(sqlite_db, event)
+    [done] = out.pop(EvaluationCompleted.subject)
+    [failed] = out.pop(CycleFailed.subject)
+    assert out == {}, "no iteration: more data from this teacher cannot fix it"
+    assert not done.passed and done.failing_slices == []
+    assert done.metrics["quality.teacher"] == 0.0
+    teacher_gate = next(g for g in done.gates if g.name == "teacher_quality")
+    assert not teacher_gate.passed and teacher_gate.reason == "teacher too weak for this task"
+    assert teacher_gate.value == 0.0 and teacher_gate.threshold == 0.4
+    assert failed.stage == "evaluation" and failed.causation_id == done.event_id
+    assert failed.reason.startswith("teacher too weak for this task")
+    report = await load_report(world, done.report)
+    assert report["outcome"] == "failed" and report["reason"] == failed.reason
 
 
 def merge(base: Path, adapter: Path, dest: Path) -> Path:
