@@ -1,5 +1,6 @@
 """The optional LLM judge against a tiny scripted OpenAI-compatible server (this module's own):
-low grades are rejected, unreadable grades are not held against a row, residency is enforced."""
+low grades are rejected, unreadable grades are not held against a row, residency (the spec's
+list and the operator's) is enforced before any row leaves."""
 
 from __future__ import annotations
 
@@ -13,15 +14,17 @@ import pytest
 
 from curation.domain import Row
 from curation.judge import TeacherJudge, parse_score
-from curation.service import curate_synth_batch
+from curation.service import Deps
+from curation.settings import CurationSettings
 from shared.bus.errors import PermanentError
 from shared.db import Database
-from shared.events.catalog import DatasetPublished
+from shared.events.catalog import CycleFailed, DatasetPublished
+from shared.llm import ResidencyError
 from shared.tasks import spec_from_json
 from shared.tasks.spec import Residency
 from tests.integration.test_curation_service import (
-    CONSUMER,
     apply_spec,
+    deliver,
     deps,
     outbox,
     store,
@@ -89,20 +92,23 @@ def test_parse_score():
     assert parse_score('{"score": 9}') is None
 
 
-async def test_judge_rejects_low_grades(sqlite_db: Database, tmp_path: Path, teacher_url: str):
-    artifacts = store(tmp_path)
-    spec_ref = await apply_spec(artifacts, judge=True)
-    spec = spec_from_json(await artifacts.get_bytes(spec_ref))
-    spec = spec.model_copy(
+async def judged_spec(artifacts, teacher_url: str):
+    spec = spec_from_json(await artifacts.get_bytes(await apply_spec(artifacts, judge=True)))
+    return spec.model_copy(
         update={"teacher": spec.teacher.model_copy(update={"base_url": teacher_url})}
     )
+
+
+async def test_judge_rejects_low_grades(sqlite_db: Database, tmp_path: Path, teacher_url: str):
+    artifacts = store(tmp_path)
+    spec = await judged_spec(artifacts, teacher_url)
     spec_ref = await artifacts.put_bytes(spec.model_dump_json().encode())
     rows = synth_rows(12)
     rows[0]["input"] += " BADROW"
     rows[1]["input"] += " ODDROW"
     event = await synth_event(artifacts, spec_ref, rows)
 
-    await curate_synth_batch(deps(sqlite_db, artifacts), event, CONSUMER)
+    assert await deliver(deps(sqlite_db, artifacts), event) == "acked"
 
     [published] = await outbox(sqlite_db, DatasetPublished)
     manifest = json.loads(await artifacts.get_bytes(published.manifest))
@@ -117,6 +123,30 @@ async def test_judge_refuses_a_teacher_outside_the_residency_list(tmp_path: Path
     spec = spec_from_json(await artifacts.get_bytes(await apply_spec(artifacts, judge=True)))
     moved = spec.model_copy(update={"residency": Residency(allowed_teacher_hosts=["eu.example"])})
     with pytest.raises(PermanentError, match="residency"):
-        TeacherJudge(moved, max_rows=10)
+        TeacherJudge(moved, max_rows=10, operator_hosts=[])
     with pytest.raises(PermanentError, match="JUDGE_MAX_ROWS"):
-        TeacherJudge(spec, max_rows=1)([Row("a", "b", False, "i", "o")] * 2)
+        TeacherJudge(spec, max_rows=1, operator_hosts=[])([Row("a", "b", False, "i", "o")] * 2)
+
+
+async def test_judge_refuses_a_teacher_outside_the_operators_list(
+    sqlite_db: Database, tmp_path: Path, teacher_url: str
+):
+    """The spec allows the host; DISTILLERY_ALLOWED_TEACHER_HOSTS does not. The stage gives up
+    and ends the cycle before the judge sends a single row."""
+    artifacts = store(tmp_path)
+    spec = await judged_spec(artifacts, teacher_url)
+    assert spec.residency.allowed_teacher_hosts == ["127.0.0.1"]
+    with pytest.raises(ResidencyError, match=r"DISTILLERY_ALLOWED_TEACHER_HOSTS \['eu\.example'\]"):
+        TeacherJudge(spec, max_rows=10, operator_hosts=["eu.example"])
+
+    spec_ref = await artifacts.put_bytes(spec.model_dump_json().encode())
+    event = await synth_event(artifacts, spec_ref, synth_rows(6))
+    d = Deps(sqlite_db, artifacts, CurationSettings(), operator_hosts=["eu.example"])
+
+    assert await deliver(d, event) == "dead_lettered_permanent"
+
+    [failed] = await outbox(sqlite_db, CycleFailed)
+    assert failed.stage == "curation" and "'127.0.0.1'" in failed.reason
+    assert "DISTILLERY_ALLOWED_TEACHER_HOSTS ['eu.example'] does not allow it" in failed.reason
+    assert await outbox(sqlite_db, DatasetPublished) == []
+    assert ScriptedTeacher.prompts == []
