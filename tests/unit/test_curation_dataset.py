@@ -14,6 +14,7 @@ from curation.decisions import ReviewDecision, apply_decisions, edited_output
 from curation.decontam import GoldenIndex
 from curation.domain import (
     Draft,
+    NotJsonl,
     Options,
     Row,
     curate,
@@ -168,6 +169,23 @@ def test_malformed_lines_are_rejected_not_fatal():
     parsed, bad = parse_rows(data)
     assert [r.id for r in parsed] == ["a"]
     assert [(b.row_id, b.reason) for b in bad] == [("line-2", "malformed"), ("line-3", "malformed")]
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (b'{"id": "a", "input": "caf\xe9"}\n', "not UTF-8"),
+        (b"id,input,output\na,x,y\n", "none of its 2 lines is a JSON object"),
+        (b"[1, 2]\n", "none of its 1 lines"),
+    ],
+)
+def test_a_batch_that_is_not_jsonl_at_all_is_refused(data: bytes, why: str):
+    with pytest.raises(NotJsonl, match=why):
+        parse_rows(data)
+
+
+def test_an_empty_batch_is_no_rows_not_an_error():
+    assert parse_rows(b"") == ([], [])
 
 
 def test_draft_round_trips_through_json():

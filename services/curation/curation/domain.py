@@ -126,14 +126,29 @@ class Draft:
         )
 
 
+class NotJsonl(ValueError):
+    """A batch unreadable as a whole: retrying or rejecting single rows cannot fix it."""
+
+
 def parse_rows(data: bytes) -> tuple[list[Row], list[Rejection]]:
-    """Synth batch JSONL; a line that is not a valid row is rejected as malformed, not fatal."""
+    """Synth batch JSONL; a line that is not a valid row is rejected as malformed, not fatal.
+
+    Bytes that are not UTF-8, or lines none of which is a JSON object, are not a batch with bad
+    rows but a broken artifact: NotJsonl, so the stage gives up instead of reporting every line.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NotJsonl(f"not UTF-8 (invalid byte at offset {exc.start})") from None
     rows: list[Row] = []
     bad: list[Rejection] = []
-    for n, line in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
+    objects = 0
+    for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         ok, raw = parse_json(line)
+        if ok and isinstance(raw, dict):
+            objects += 1
         try:
             if not ok or not isinstance(raw, dict):
                 raise ValueError("not a JSON object")
@@ -146,6 +161,8 @@ def parse_rows(data: bytes) -> tuple[list[Row], list[Rejection]]:
             )
         except (KeyError, ValueError) as exc:
             bad.append(Rejection(f"line-{n}", "", "malformed", f"line {n}: {exc!s}"[:300]))
+    if bad and not objects:
+        raise NotJsonl(f"none of its {len(bad)} lines is a JSON object")
     return rows, bad
 
 
