@@ -14,12 +14,11 @@ import structlog
 from typer.testing import CliRunner
 
 from curation.cli import app
-from curation.service import curate_synth_batch
 from shared.db import Database
 from shared.events.catalog import CycleFailed, DatasetPublished
 from tests.integration.test_curation_service import (
-    CONSUMER,
     apply_spec,
+    deliver,
     deps,
     outbox,
     store,
@@ -55,7 +54,7 @@ def curate_for_review(db_url: str, home: Path, rows: list[dict], review_share: f
             artifacts = store(home)
             spec_ref = await apply_spec(artifacts, review_share=review_share)
             event = await synth_event(artifacts, spec_ref, rows)
-            await curate_synth_batch(deps(db, artifacts), event, CONSUMER)
+            assert await deliver(deps(db, artifacts), event) == "acked"
             return event
         finally:
             await db.dispose()

@@ -1,5 +1,6 @@
-"""The curation use case against real databases (PostgreSQL and SQLite) and a real local
-artifact store: publish, redelivery, all-rejected, and iterations that add to a dataset.
+"""The curation stage against real databases (PostgreSQL and SQLite) and a real local artifact
+store, driven through the stage template and the consumer policy (the message is a fake of the
+policy's port): publish, redelivery, all-rejected, and iterations that add to a dataset.
 
 Helpers here are shared with the other test_curation_* integration modules.
 """
@@ -16,15 +17,20 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from curation.service import Deps, curate_synth_batch
-from curation.settings import CurationSettings
+from curation.service import Deps, stages
+from curation.settings import NAME, CurationSettings
 from shared.artifacts import AsyncArtifactStore, LocalArtifactStore
+from shared.bus import process
 from shared.db import Database, OutboxRow
+from shared.events import ConsumerPolicy
 from shared.events.base import ArtifactRef, Event
-from shared.events.catalog import CycleFailed, DatasetPublished, SynthCompleted
+from shared.events.catalog import CycleFailed, DatasetPublished, DeadLettered, SynthCompleted
+from shared.runtime.stage import handler_for
 from shared.tasks import parse_spec
+from tests.unit.test_consumer_policy import FakeMessage
 
 CONSUMER = "curation--synth-completed-v1"
+POLICY = ConsumerPolicy(max_deliver=3, backoff_base_s=0.5, backoff_cap_s=3.0)
 SCHEMA = {
     "type": "object",
     "properties": {
@@ -86,8 +92,11 @@ def synth_rows(n: int, seed: int = 0, iteration: int = 1) -> list[dict[str, Any]
     return rows
 
 
-async def apply_spec(artifacts: AsyncArtifactStore, **curation: Any) -> ArtifactRef:
-    golden = b"".join(json.dumps(r).encode() + b"\n" for r in GOLDEN)
+async def apply_spec(
+    artifacts: AsyncArtifactStore, golden: bytes | None = None, **curation: Any
+) -> ArtifactRef:
+    if golden is None:
+        golden = b"".join(json.dumps(r).encode() + b"\n" for r in GOLDEN)
     golden_ref = await artifacts.put_bytes(golden, media_type="application/jsonl")
     spec = parse_spec(
         {
@@ -149,6 +158,16 @@ def deps(db: Database, artifacts: AsyncArtifactStore) -> Deps:
     return Deps(db=db, artifacts=artifacts, settings=CurationSettings())
 
 
+async def deliver(d: Deps, event: SynthCompleted, delivery: int = 1) -> str:
+    """One delivery of `event` to the curation stage, as the service's consumer runs it."""
+    [stage] = stages(d)
+    msg = FakeMessage(event.model_dump_json().encode(), delivery, SynthCompleted.subject)
+    handler = handler_for(stage, service=NAME, db=d.db)
+    return await process(
+        msg, SynthCompleted, handler, service=NAME, consumer=CONSUMER, db=d.db, policy=POLICY
+    )
+
+
 # --- tests -------------------------------------------------------------------------------------
 
 
@@ -163,7 +182,7 @@ async def test_a_batch_is_curated_and_published(db: Database, tmp_path: Path):
     rows[4]["input"] += " Reach me at ann.lee@example.com or +44 20 7946 0958."
     event = await synth_event(artifacts, spec_ref, rows)
 
-    await curate_synth_batch(deps(db, artifacts), event, CONSUMER)
+    assert await deliver(deps(db, artifacts), event) == "acked"
 
     [published] = await outbox(db, DatasetPublished)
     assert published.causation_id == event.event_id and published.cycle_id == event.cycle_id
@@ -214,15 +233,15 @@ async def test_redelivery_publishes_once_and_same_input_gives_same_version(
     spec_ref = await apply_spec(artifacts)
     event = await synth_event(artifacts, spec_ref, synth_rows(30))
     d = deps(db, artifacts)
-    await curate_synth_batch(d, event, CONSUMER)
-    await curate_synth_batch(d, event, CONSUMER)  # redelivered
+    assert await deliver(d, event) == "acked"
+    assert await deliver(d, event, delivery=2) == "acked"  # redelivered
     published = await outbox(db, DatasetPublished)
     assert len(published) == 1
     assert await count(db, CurationRun) == 1 and await count(db, CurationDataset) == 1
 
     # The same content announced again (a new event of the same cycle): the same version.
     again = event.model_copy(update={"event_id": uuid.uuid4()})
-    await curate_synth_batch(d, again, CONSUMER)
+    assert await deliver(d, again) == "acked"
     versions = {p.dataset_version for p in await outbox(db, DatasetPublished)}
     assert versions == {published[0].dataset_version}
 
@@ -233,11 +252,12 @@ async def test_everything_rejected_fails_the_cycle(db: Database, tmp_path: Path)
     rows = [{**r, "output": "sure, I will look into it"} for r in synth_rows(6)]
     rows.append({**rows[0], "output": "{}", "input": "?? !!"})
     event = await synth_event(artifacts, spec_ref, rows)
-    await curate_synth_batch(deps(db, artifacts), event, CONSUMER)
+    assert await deliver(deps(db, artifacts), event) == "acked"
     assert await outbox(db, DatasetPublished) == []
     [failed] = await outbox(db, CycleFailed)
     assert failed.stage == "curation" and failed.causation_id == event.event_id
     assert "all 7 rows" in failed.reason and "schema_invalid 7" in failed.reason
+    assert await outbox(db, DeadLettered) == [], "a normal failed answer, not a give-up"
 
 
 async def test_a_later_iteration_adds_to_the_cycles_dataset(db: Database, tmp_path: Path):
@@ -246,12 +266,12 @@ async def test_a_later_iteration_adds_to_the_cycles_dataset(db: Database, tmp_pa
     d = deps(db, artifacts)
     first_rows = synth_rows(20, seed=1)
     first = await synth_event(artifacts, spec_ref, first_rows)
-    await curate_synth_batch(d, first, CONSUMER)
+    assert await deliver(d, first) == "acked"
     second_rows = [*synth_rows(10, seed=2, iteration=2), {**first_rows[0], "iteration": 2}]
     second = await synth_event(
         artifacts, spec_ref, second_rows, cycle_id=first.cycle_id, iteration=2
     )
-    await curate_synth_batch(d, second, CONSUMER)
+    assert await deliver(d, second) == "acked"
 
     one, two = sorted(await outbox(db, DatasetPublished), key=lambda e: e.iteration)
     assert two.iteration == 2 and two.train_examples + two.validation_examples == 30

@@ -1,27 +1,25 @@
-"""The bus edge: synth.completed in; dataset.published or cycle.failed out, via the outbox."""
+"""The bus edge: each stage of `service.stages` subscribed through the stage template."""
 
 from __future__ import annotations
 
 from faststream.nats import NatsRouter
 
-from shared.bus import Delivery, subscribe
-from shared.events.catalog import SynthCompleted
 from shared.runtime.service import ServiceContext
 
+from . import service
 from .pii import load_extra
-from .service import NAME, Deps, curate_synth_batch
 from .settings import CurationSettings
 
 
 def build_router(ctx: ServiceContext, settings: CurationSettings) -> NatsRouter:
     load_extra(settings.extra_scrubbers)
-    deps = Deps(db=ctx.db, artifacts=ctx.artifacts, settings=settings)
-    router = NatsRouter()
-
-    async def on_synth_completed(event: SynthCompleted, delivery: Delivery) -> None:
-        await curate_synth_batch(deps, event, delivery.consumer, heartbeat=delivery.heartbeat())
-
-    subscribe(
-        router, SynthCompleted, on_synth_completed, service=NAME, db=ctx.db, policy=ctx.policy
+    deps = service.Deps(
+        db=ctx.db,
+        artifacts=ctx.artifacts,
+        settings=settings,
+        operator_hosts=ctx.settings.allowed_teacher_hosts,
     )
+    router = NatsRouter()
+    for stage in service.stages(deps):
+        ctx.add_stage(router, stage)
     return router

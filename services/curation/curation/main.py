@@ -4,21 +4,16 @@ from __future__ import annotations
 
 from faststream import FastStream
 
-from shared.runtime.service import ServiceContext, create_service_app
+from shared.runtime.service import create_service_app
 from shared.settings import PlatformSettings
 
 from .handlers import build_router
-from .service import NAME
-from .settings import CurationSettings
+from .settings import NAME, CurationSettings
 
 
 def create_app(
     settings: PlatformSettings | None = None,
     service_settings: CurationSettings | None = None,
 ) -> FastStream:
-    curation_settings = service_settings or CurationSettings()
-
-    def router(ctx: ServiceContext):
-        return build_router(ctx, curation_settings)
-
-    return create_service_app(NAME, router, settings)
+    own = service_settings or CurationSettings()
+    return create_service_app(NAME, lambda ctx: build_router(ctx, own), settings)

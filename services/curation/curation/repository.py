@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import InboxRow
 from shared.events.base import ArtifactRef, Event
 
 from .decisions import ReviewDecision
@@ -23,14 +22,6 @@ FAILED = "failed"
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-async def claimed(session: AsyncSession, consumer: str, event_id: str) -> bool:
-    """Whether `consumer` already applied the event: lets a redelivery skip the heavy work."""
-    stmt = select(InboxRow.event_id).where(
-        InboxRow.consumer == consumer, InboxRow.event_id == event_id
-    )
-    return (await session.scalar(stmt)) is not None
 
 
 async def add_run(

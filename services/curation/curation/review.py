@@ -19,14 +19,8 @@ from . import repository as repo
 from .decisions import Decision, apply_decisions, edited_output
 from .domain import Draft
 from .models import CurationRun
-from .service import (
-    build_publication,
-    cycle_failed,
-    fetch,
-    load_spec,
-    record_publication,
-    rules_for,
-)
+from .publish import build_publication, cycle_failed, record_publication
+from .service import fetch, load_spec, rules_for
 
 
 class ReviewError(ValueError):
@@ -99,5 +93,5 @@ async def _publish_reviewed(
         await uow.publish(failed)
         return replace(outcome, failed=failed.reason)
     new = [r for r in publication.rejected if r.reason == "review_rejected"]
-    await record_publication(uow, run, source, publication, new)
+    await uow.publish(await record_publication(uow, run, source, publication, new))
     return replace(outcome, published=publication.manifest.sha256)

@@ -1,50 +1,52 @@
-"""Curation use cases: curate a source into a draft; publish it now, or once reviewed.
+"""Curation's stage: a synth batch in; a dataset version, a review queue or a failed cycle out.
 
-`curate_synth_batch` is what the service runs for every synth.completed: the heavy work
-(fetching, the pipeline in a worker thread, writing artifacts) happens before the unit of work,
-then the claim, the run's rows and the answer (DatasetPublished, CycleFailed, or nothing while
-reviews are pending) commit together. Publishing after review (`review.decide_review`) goes
-through `build_publication` and `record_publication` here too.
+The stage template (`shared.runtime.stage`) owns the inbox, the heartbeat, the one-transaction
+commit and giving up (dead letter + cycle.failed naming "curation"). What is curation's own:
 
-Every artifact is content-addressed and every answer has an id derived from its source event,
-so a redelivered event, or a publish retried after a crash, produces the same bytes and at most
-one event.
+- `prepare` reads and checks every input: the spec, the batch, the golden set, the dataset
+  this iteration extends. Missing, corrupt (sha256) or unparsable is a PermanentError on the
+  first delivery; single bad rows of a readable batch are rejections, not errors.
+- `work` runs the pipeline in a thread, then writes the draft and, when no row needs review,
+  the dataset's artifacts. They are content-addressed: a retried work writes the same bytes.
+- `record` writes the run's rows and returns the answer: DatasetPublished, CycleFailed when no
+  row survived (a normal outcome, not a give-up), or nothing while reviews are pending.
+
+Publishing (the artifacts, the dataset row, the answer) lives in `publish.py`, shared with
+publishing after review (`review.decide_review`, which is not a bus stage).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import uuid
-from contextlib import AbstractAsyncContextManager, nullcontext
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import partial
+from typing import Any
 
 from shared.artifacts import ArtifactError, AsyncArtifactStore
 from shared.bus.errors import PermanentError
 from shared.db import Database, UnitOfWork
-from shared.events.base import ArtifactRef
-from shared.events.catalog import CycleFailed, DatasetPublished, SynthCompleted
+from shared.events.base import ArtifactRef, Event
+from shared.events.catalog import SynthCompleted
+from shared.runtime.stage import Stage, StageRun
 from shared.tasks import TaskSpec, TaskSpecError, spec_from_json
 
 from . import repository as repo
-from .decisions import ReviewDecision, apply_decisions
 from .decontam import GoldenIndex
 from .domain import (
     Draft,
+    Judge,
+    NotJsonl,
     Options,
     Rejection,
+    Row,
     curate,
     parse_chat_rows,
     parse_rows,
-    rejection_summary,
 )
 from .filters import QualityRules
-from .manifest import JSONL, MANIFEST_MEDIA_TYPE, build_manifest, render
-from .models import CurationRun
+from .publish import Publication, build_publication, cycle_failed, record_publication
 from .settings import CurationSettings
-
-NAME = "curation"
-_ANSWER_IDS = uuid.UUID("0c7d1f4e-8a52-4b0e-9d6b-3f1c2a9e5d70")
 
 
 @dataclass
@@ -52,15 +54,134 @@ class Deps:
     db: Database
     artifacts: AsyncArtifactStore
     settings: CurationSettings
+    # PlatformSettings.allowed_teacher_hosts (DISTILLERY_ALLOWED_TEACHER_HOSTS), for the judge.
+    operator_hosts: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
-class Publication:
-    manifest: ArtifactRef
-    files: dict[str, ArtifactRef]
-    train: int
-    validation: int
-    rejected: list[Rejection]
+class Inputs:
+    """What prepare read and checked; everything the pipeline needs, nothing left to fetch."""
+
+    event: SynthCompleted
+    spec: TaskSpec
+    options: Options
+    rows: list[Row]
+    malformed: list[Rejection]
+    golden: GoldenIndex
+    carried: list[Row]  # the rows of the dataset this iteration extends
+    previous: dict[str, Any] | None  # its lineage, for the manifest
+    judge: Judge | None
+
+
+@dataclass(frozen=True)
+class Curated:
+    draft: Draft
+    draft_ref: ArtifactRef
+    publication: Publication | None  # None: no row survived, or rows wait for review
+
+
+def stages(deps: Deps) -> list[Stage]:
+    return [
+        Stage(
+            "curation",
+            SynthCompleted,
+            prepare=partial(prepare, deps),
+            work=partial(work, deps),
+            record=record,
+            description="synth.completed -> dataset.published | cycle.failed | review queue",
+        )
+    ]
+
+
+# --- the stage ---------------------------------------------------------------------------------
+
+
+async def prepare(deps: Deps, event: SynthCompleted, run: StageRun) -> Inputs:
+    spec = await load_spec(deps.artifacts, event.task_spec)
+    options = options_for(spec, deps.settings)
+    try:
+        golden_ref = spec.ref("golden_set")
+    except ValueError as exc:
+        raise PermanentError(f"task spec {event.task_spec.uri}: {exc}") from exc
+    batch = await fetch(deps.artifacts, event.batch, "synth batch")
+    golden = await fetch(deps.artifacts, golden_ref, "golden set")
+    rows, malformed = await run.thread(read_batch, batch, event.batch)
+    index = await run.thread(golden_index, golden, golden_ref, options.decontamination_ngram)
+    carried, previous = await previous_dataset(deps, event)
+    return Inputs(
+        event=event,
+        spec=spec,
+        options=options,
+        rows=rows,
+        malformed=malformed,
+        golden=index,
+        carried=carried,
+        previous=previous,
+        judge=judge_for(spec, options, deps.settings, deps.operator_hosts),
+    )
+
+
+async def work(deps: Deps, job: Inputs, run: StageRun) -> Curated:
+    # Seconds of CPU on big batches, and a teacher call per row when the judge is on: a thread
+    # keeps heartbeats, other deliveries and the relay running meanwhile.
+    draft = await run.thread(pipeline, job)
+    body = await run.thread(draft.to_json)
+    draft_ref = await deps.artifacts.put_bytes(body, media_type="application/json")
+    publication = None
+    if draft.kept and not draft.review:
+        publication = await build_publication(deps.artifacts, job.spec, job.event, draft, [])
+    return Curated(draft, draft_ref, publication)
+
+
+async def record(uow: UnitOfWork, job: Inputs, result: Curated) -> list[Event]:
+    event, draft, publication = job.event, result.draft, result.publication
+    if publication is not None:
+        state = repo.PUBLISHED
+    else:
+        state = repo.PENDING_REVIEW if draft.kept else repo.FAILED
+    run = await repo.add_run(
+        uow.session,
+        event,
+        "synth",
+        task_name=event.task_name,
+        task_version=event.task_version,
+        iteration=event.iteration,
+        draft=result.draft_ref,
+        state=state,
+    )
+    if publication is not None:
+        return [await record_publication(uow, run, event, publication, publication.rejected)]
+    await repo.add_rejections(uow.session, run.id, draft.rejected, None)
+    if state == repo.FAILED:
+        return [cycle_failed(event, draft.input_rows, draft.rejected)]
+    queued = set(draft.review)
+    await repo.add_reviews(uow.session, run.id, [r for r in draft.kept if r.id in queued])
+    return []
+
+
+def pipeline(job: Inputs) -> Draft:
+    draft = curate(job.rows, rules_for(job.spec), job.golden, job.options, job.carried, job.judge)
+    rejected = sorted([*job.malformed, *draft.rejected], key=lambda r: (r.reason, r.row_id))
+    event = job.event
+    source = {
+        "kind": "synth",
+        "batch": event.batch.model_dump(mode="json"),
+        "cycle_id": str(event.cycle_id),
+        "iteration": event.iteration,
+        "task_version": event.task_version,
+        "examples": event.examples,
+    }
+    return replace(
+        draft,
+        rejected=rejected,
+        input_rows=draft.input_rows + len(job.malformed),
+        source=source,
+        previous=job.previous,
+        options=asdict(job.options),
+    )
+
+
+# --- reading and checking inputs ---------------------------------------------------------------
 
 
 def options_for(spec: TaskSpec, settings: CurationSettings) -> Options:
@@ -85,112 +206,50 @@ def rules_for(spec: TaskSpec) -> QualityRules:
     return QualityRules(c.min_chars, c.max_chars, spec.output_schema, spec.negatives.expected)
 
 
+def judge_for(
+    spec: TaskSpec, options: Options, settings: CurationSettings, operator_hosts: Sequence[str]
+) -> Judge | None:
+    """The optional LLM judge: the spec's teacher grades each kept row (off by default)."""
+    if not options.judge:
+        return None
+    from .judge import TeacherJudge
+
+    return TeacherJudge(spec, settings.judge_max_rows, operator_hosts=operator_hosts)
+
+
 async def fetch(artifacts: AsyncArtifactStore, ref: ArtifactRef, what: str) -> bytes:
     try:
         return await artifacts.get_bytes(ref)
     except ArtifactError as exc:  # missing, corrupt, or from another store: retrying cannot help
-        raise PermanentError(f"{what} {ref.uri}: {exc}") from exc
+        detail = str(exc)
+        # The store's messages name the artifact already; the reason is read by people.
+        where = "" if ref.uri in detail else f" {ref.uri}"
+        raise PermanentError(f"{what}{where}: {detail}") from exc
 
 
 async def load_spec(artifacts: AsyncArtifactStore, ref: ArtifactRef) -> TaskSpec:
     try:
         return spec_from_json(await fetch(artifacts, ref, "task spec"))
     except TaskSpecError as exc:
-        raise PermanentError(str(exc)) from exc
+        raise PermanentError(f"task spec {ref.uri}: {exc}") from exc
 
 
-def golden_index(data: bytes, n: int) -> GoldenIndex:
+def read_batch(data: bytes, ref: ArtifactRef) -> tuple[list[Row], list[Rejection]]:
+    try:
+        return parse_rows(data)
+    except NotJsonl as exc:
+        raise PermanentError(f"synth batch {ref.uri} is not JSONL: {exc}") from exc
+
+
+def golden_index(data: bytes, ref: ArtifactRef, n: int) -> GoldenIndex:
     try:
         rows = [json.loads(line) for line in data.decode().splitlines() if line.strip()]
         return GoldenIndex(((str(r["id"]), str(r["input"])) for r in rows), n)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise PermanentError(f"golden set is not valid JSONL rows: {exc!r}") from exc
+    except (ValueError, KeyError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
+        raise PermanentError(f"golden set {ref.uri} is not valid JSONL rows: {exc!r}") from exc
 
 
-# --- curating a synth batch -------------------------------------------------------------------
-
-
-async def curate_synth_batch(
-    deps: Deps,
-    event: SynthCompleted,
-    consumer: str,
-    heartbeat: AbstractAsyncContextManager[None] | None = None,
-) -> None:
-    async with deps.db.uow() as uow:
-        if await repo.claimed(uow.session, consumer, str(event.event_id)):
-            return
-    async with heartbeat or nullcontext():
-        spec = await load_spec(deps.artifacts, event.task_spec)
-        draft = await _draft(deps, spec, event)
-        body = await asyncio.to_thread(draft.to_json)
-        draft_ref = await deps.artifacts.put_bytes(body, media_type="application/json")
-        publication = None
-        if draft.kept and not draft.review:
-            publication = await build_publication(deps.artifacts, spec, event, draft, [])
-    async with deps.db.uow() as uow:
-        if not await uow.claim(consumer, event):
-            return
-        if publication is not None:
-            state = repo.PUBLISHED
-        else:
-            state = repo.PENDING_REVIEW if draft.kept else repo.FAILED
-        run = await repo.add_run(
-            uow.session,
-            event,
-            "synth",
-            task_name=event.task_name,
-            task_version=event.task_version,
-            iteration=event.iteration,
-            draft=draft_ref,
-            state=state,
-        )
-        if publication is not None:
-            await record_publication(uow, run, event, publication, publication.rejected)
-        elif state == repo.FAILED:
-            await repo.add_rejections(uow.session, run.id, draft.rejected, None)
-            await uow.publish(cycle_failed(event, draft.input_rows, draft.rejected))
-        else:
-            await repo.add_rejections(uow.session, run.id, draft.rejected, None)
-            queued = set(draft.review)
-            await repo.add_reviews(uow.session, run.id, [r for r in draft.kept if r.id in queued])
-        await uow.commit()
-
-
-async def _draft(deps: Deps, spec: TaskSpec, event: SynthCompleted) -> Draft:
-    from .judge import TeacherJudge
-
-    options = options_for(spec, deps.settings)
-    try:
-        golden_ref = spec.ref("golden_set")
-    except ValueError as exc:
-        raise PermanentError(f"task spec: {exc}") from exc
-    batch = await fetch(deps.artifacts, event.batch, "synth batch")
-    golden = await fetch(deps.artifacts, golden_ref, "golden set")
-    carried, previous = await _previous(deps, event)
-    judge = TeacherJudge(spec, deps.settings.judge_max_rows) if options.judge else None
-
-    def pipeline() -> Draft:
-        rows, malformed = parse_rows(batch)
-        index = golden_index(golden, options.decontamination_ngram)
-        draft = curate(rows, rules_for(spec), index, options, carried, judge)
-        rejected = sorted([*malformed, *draft.rejected], key=lambda r: (r.reason, r.row_id))
-        return replace(draft, rejected=rejected, input_rows=draft.input_rows + len(malformed))
-
-    # CPU-bound for seconds on big batches: a worker thread keeps the event loop (heartbeats,
-    # other deliveries, the relay) responsive while it runs.
-    draft = await asyncio.to_thread(pipeline)
-    source = {
-        "kind": "synth",
-        "batch": event.batch.model_dump(mode="json"),
-        "cycle_id": str(event.cycle_id),
-        "iteration": event.iteration,
-        "task_version": event.task_version,
-        "examples": event.examples,
-    }
-    return replace(draft, source=source, previous=previous, options=asdict(options))
-
-
-async def _previous(deps: Deps, event: SynthCompleted) -> tuple[list, dict | None]:
+async def previous_dataset(deps: Deps, event: SynthCompleted) -> tuple[list[Row], dict | None]:
     """Rows and lineage of the dataset this iteration adds to (none on iteration 1)."""
     if event.iteration <= 1:
         return [], None
@@ -203,99 +262,20 @@ async def _previous(deps: Deps, event: SynthCompleted) -> tuple[list, dict | Non
     if found is None:
         return [], None
     version, manifest_ref = found
-    manifest = json.loads(await fetch(deps.artifacts, manifest_ref, "previous manifest"))
-    rows = []
-    for name in ("train", "validation"):
-        ref = ArtifactRef.model_validate(manifest["files"][name])
-        rows.extend(parse_chat_rows(await fetch(deps.artifacts, ref, f"previous {name}")))
+    try:
+        manifest = json.loads(await fetch(deps.artifacts, manifest_ref, "previous manifest"))
+        rows = []
+        for name in ("train", "validation"):
+            ref = ArtifactRef.model_validate(manifest["files"][name])
+            rows.extend(parse_chat_rows(await fetch(deps.artifacts, ref, f"previous {name}")))
+        sources = manifest["lineage"]["sources"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PermanentError(
+            f"previous dataset {version} ({manifest_ref.uri}) is unreadable: {exc!r}"
+        ) from exc
     previous = {
         "dataset_version": version,
         "manifest": manifest_ref.model_dump(mode="json"),
-        "sources": manifest["lineage"]["sources"],
+        "sources": sources,
     }
     return rows, previous
-
-
-# --- publishing ---------------------------------------------------------------------------------
-
-
-async def build_publication(
-    artifacts: AsyncArtifactStore,
-    spec: TaskSpec,
-    source: SynthCompleted,
-    draft: Draft,
-    decisions: list[ReviewDecision],
-) -> Publication | None:
-    """Write the dataset's artifacts; None when review left no new row to publish."""
-    final = apply_decisions(draft, decisions)
-    if not final.kept:
-        return None
-    share = float(draft.options["validation_share"])
-    rendered = await asyncio.to_thread(render, final, spec.instructions, share)
-    refs = {
-        name: await artifacts.put_bytes(data, media_type=JSONL)
-        for name, data in rendered.files.items()
-    }
-    body = build_manifest(
-        task={
-            "name": source.task_name,
-            "version": source.task_version,
-            "spec": source.task_spec.model_dump(mode="json"),
-        },
-        cycle_id=str(source.cycle_id),
-        iteration=source.iteration,
-        draft=final,
-        rendered=rendered,
-        decisions=decisions,
-        refs=refs,
-    )
-    manifest = await artifacts.put_bytes(body, media_type=MANIFEST_MEDIA_TYPE)
-    return Publication(
-        manifest, refs, len(rendered.train), len(rendered.validation), rendered.rejected
-    )
-
-
-async def record_publication(
-    uow: UnitOfWork,
-    run: CurationRun,
-    source: SynthCompleted,
-    publication: Publication,
-    new_rejections: list[Rejection],
-) -> None:
-    version = publication.manifest.sha256
-    await repo.add_rejections(uow.session, run.id, new_rejections, version)
-    await repo.add_dataset(
-        uow.session, run, publication.manifest, publication.train, publication.validation
-    )
-    run.state, run.finished_at = repo.PUBLISHED, repo.now()
-    await uow.publish(
-        source.caused(
-            DatasetPublished,
-            producer=NAME,
-            event_id=uuid.uuid5(_ANSWER_IDS, f"{source.event_id}:dataset"),
-            task_name=source.task_name,
-            task_version=source.task_version,
-            task_spec=source.task_spec,
-            iteration=source.iteration,
-            dataset_version=version,
-            manifest=publication.manifest,
-            train=publication.files["train"],
-            validation=publication.files["validation"],
-            train_examples=publication.train,
-            validation_examples=publication.validation,
-        )
-    )
-
-
-def cycle_failed(source: SynthCompleted, rows: int, rejected: list[Rejection]) -> CycleFailed:
-    return source.caused(
-        CycleFailed,
-        producer=NAME,
-        event_id=uuid.uuid5(_ANSWER_IDS, f"{source.event_id}:failed"),
-        task_name=source.task_name,
-        stage="curation",
-        reason=(
-            f"no usable rows: all {rows} rows of iteration {source.iteration} rejected "
-            f"({rejection_summary(rejected)})"
-        ),
-    )

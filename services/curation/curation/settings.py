@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+NAME = "curation"
+
 
 class CurationSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CURATION_", extra="ignore")
