@@ -11,7 +11,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from .base import ArtifactRef, Event, Frozen
+from .base import MAX_COUNT, MAX_ITEMS, ArtifactRef, Count, Event, Frozen, Name, Reason
 
 CycleReason = Literal["manual", "schedule", "drift", "feedback"]
 QuantFormat = Literal["int8", "int4", "fp8", "gguf"]
@@ -22,8 +22,8 @@ class TaskRegistered(Event):
     """A task spec was applied; versions are immutable, a re-apply makes a new version."""
 
     subject: ClassVar[str] = "distillery.task.registered.v1"
-    task_name: str = Field(min_length=1)
-    task_version: int = Field(ge=1)
+    task_name: Name
+    task_version: int = Field(ge=1, le=MAX_COUNT)
     spec: ArtifactRef
 
 
@@ -32,8 +32,10 @@ class CycleRequested(Event):
 
     subject: ClassVar[str] = "distillery.cycle.requested.v1"
     cycle_id: UUID
-    task_name: str = Field(min_length=1)
-    task_version: int | None = Field(default=None, ge=1, description="null: the latest")
+    task_name: Name
+    task_version: int | None = Field(
+        default=None, ge=1, le=MAX_COUNT, description="null: the latest"
+    )
     task_spec: ArtifactRef | None = Field(
         default=None, description="the applied spec; null: synth-data looks the task up"
     )
@@ -45,34 +47,34 @@ class CycleIterationRequested(Event):
 
     subject: ClassVar[str] = "distillery.cycle.iteration.requested.v1"
     cycle_id: UUID
-    task_name: str
-    task_version: int = Field(ge=1)
+    task_name: Name
+    task_version: int = Field(ge=1, le=MAX_COUNT)
     task_spec: ArtifactRef = Field(description="the applied spec, self-contained")
-    iteration: int = Field(ge=2, description="1 is the cycle's first pass")
-    failing_slices: list[str] = Field(min_length=1)
+    iteration: int = Field(ge=2, le=MAX_COUNT, description="1 is the cycle's first pass")
+    failing_slices: list[Name] = Field(min_length=1, max_length=MAX_ITEMS)
     evaluation_report: ArtifactRef
 
 
 class CycleFailed(Event):
     subject: ClassVar[str] = "distillery.cycle.failed.v1"
     cycle_id: UUID
-    task_name: str
+    task_name: Name
     stage: Literal["synth", "curation", "training", "evaluation", "quantization", "rollout"]
-    reason: str = Field(min_length=1)
+    reason: Reason
 
 
 class SynthCompleted(Event):
     subject: ClassVar[str] = "distillery.synth.completed.v1"
     cycle_id: UUID
-    task_name: str
-    task_version: int = Field(ge=1)
+    task_name: Name
+    task_version: int = Field(ge=1, le=MAX_COUNT)
     task_spec: ArtifactRef = Field(description="the applied spec, self-contained")
-    iteration: int = Field(default=1, ge=1)
+    iteration: int = Field(default=1, ge=1, le=MAX_COUNT)
     batch: ArtifactRef = Field(description="JSONL of generated examples")
-    examples: int = Field(ge=0)
-    examples_per_slice: dict[str, int] = Field(default_factory=dict)
-    prompt_tokens: int = Field(default=0, ge=0)
-    completion_tokens: int = Field(default=0, ge=0)
+    examples: int = Field(ge=0, le=MAX_COUNT)
+    examples_per_slice: dict[Name, Count] = Field(default_factory=dict, max_length=MAX_ITEMS)
+    prompt_tokens: int = Field(default=0, ge=0, le=2**53)
+    completion_tokens: int = Field(default=0, ge=0, le=2**53)
     cost_usd: float = Field(default=0.0, ge=0)
 
 
@@ -81,26 +83,26 @@ class DatasetPublished(Event):
 
     subject: ClassVar[str] = "distillery.dataset.published.v1"
     cycle_id: UUID
-    task_name: str
-    task_version: int = Field(ge=1)
+    task_name: Name
+    task_version: int = Field(ge=1, le=MAX_COUNT)
     task_spec: ArtifactRef = Field(description="the applied spec, self-contained")
-    iteration: int = Field(default=1, ge=1)
-    dataset_version: str = Field(description="sha256 of the manifest")
+    iteration: int = Field(default=1, ge=1, le=MAX_COUNT)
+    dataset_version: str = Field(max_length=128, description="sha256 of the manifest")
     manifest: ArtifactRef
     train: ArtifactRef
     validation: ArtifactRef
-    train_examples: int = Field(ge=0)
-    validation_examples: int = Field(ge=0)
+    train_examples: int = Field(ge=0, le=MAX_COUNT)
+    validation_examples: int = Field(ge=0, le=MAX_COUNT)
 
 
 class TrainingProgressed(Event):
     subject: ClassVar[str] = "distillery.training.progressed.v1"
     cycle_id: UUID
     run_id: UUID
-    trial: int | None = Field(default=None, ge=0)
-    step: int = Field(ge=0)
-    total_steps: int = Field(ge=0)
-    loss: float | None = None
+    trial: int | None = Field(default=None, ge=0, le=MAX_COUNT)
+    step: int = Field(ge=0, le=MAX_COUNT)
+    total_steps: int = Field(ge=0, le=MAX_COUNT)
+    loss: float | None = Field(default=None, ge=0)
     tokens_per_second: float | None = Field(default=None, ge=0)
     eta_seconds: float | None = Field(default=None, ge=0)
 
@@ -109,20 +111,22 @@ class TrainingCompleted(Event):
     subject: ClassVar[str] = "distillery.training.completed.v1"
     cycle_id: UUID
     run_id: UUID
-    task_name: str
-    task_version: int = Field(ge=1)
+    task_name: Name
+    task_version: int = Field(ge=1, le=MAX_COUNT)
     task_spec: ArtifactRef = Field(description="the applied spec, self-contained")
-    iteration: int = Field(default=1, ge=1)
-    dataset_version: str
+    iteration: int = Field(default=1, ge=1, le=MAX_COUNT)
+    dataset_version: str = Field(max_length=128)
     base_model: ArtifactRef = Field(description="safetensors of the base, by content hash")
     adapter: ArtifactRef
     report: ArtifactRef
-    hyperparameters: dict[str, float | int | str] = Field(default_factory=dict)
-    validation_loss: float | None = None
+    hyperparameters: dict[Name, float | Count | str] = Field(
+        default_factory=dict, max_length=MAX_ITEMS
+    )
+    validation_loss: float | None = Field(default=None, ge=0)
 
 
 class GateResult(Frozen):
-    name: str
+    name: Name
     passed: bool
     value: float | None
     threshold: float | None
@@ -137,25 +141,25 @@ class EvaluationCompleted(Event):
     subject: ClassVar[str] = "distillery.evaluation.completed.v1"
     cycle_id: UUID
     evaluation_id: UUID
-    task_name: str
-    task_version: int = Field(ge=1)
+    task_name: Name
+    task_version: int = Field(ge=1, le=MAX_COUNT)
     task_spec: ArtifactRef = Field(description="the applied spec, self-contained")
-    iteration: int = Field(default=1, ge=1)
+    iteration: int = Field(default=1, ge=1, le=MAX_COUNT)
     candidate: ArtifactRef
     candidate_kind: Literal["adapter", "quantized"]
     quant_format: QuantFormat | None = None
     passed: bool
-    gates: list[GateResult] = Field(default_factory=list)
-    metrics: dict[str, float] = Field(default_factory=dict)
-    failing_slices: list[str] = Field(default_factory=list)
+    gates: list[GateResult] = Field(default_factory=list, max_length=MAX_ITEMS)
+    metrics: dict[Name, float] = Field(default_factory=dict, max_length=MAX_ITEMS)
+    failing_slices: list[Name] = Field(default_factory=list, max_length=MAX_ITEMS)
     report: ArtifactRef
 
 
 class QuantizationCompleted(Event):
     subject: ClassVar[str] = "distillery.quantization.completed.v1"
     cycle_id: UUID
-    task_name: str
-    task_version: int = Field(ge=1)
+    task_name: Name
+    task_version: int = Field(ge=1, le=MAX_COUNT)
     task_spec: ArtifactRef = Field(description="the applied spec, self-contained")
     source_adapter: ArtifactRef
     quant_format: QuantFormat
@@ -166,11 +170,11 @@ class RolloutChanged(Event):
     subject: ClassVar[str] = "distillery.rollout.changed.v1"
     cycle_id: UUID | None
     deployment_id: UUID
-    task_name: str
+    task_name: Name
     model: ArtifactRef
     stage: RolloutStage
     traffic_share: float = Field(ge=0, le=1)
-    reason: str
+    reason: Reason
 
 
 class ChatMessage(Frozen):
@@ -184,14 +188,14 @@ class TrafficLogged(Event):
     subject: ClassVar[str] = "distillery.traffic.logged.v1"
     cycle_id: UUID | None = None
     request_id: UUID
-    task_name: str
+    task_name: Name
     deployment_id: UUID | None = None
     arm: Literal["student", "teacher", "shadow"]
     messages: list[ChatMessage] = Field(min_length=1, max_length=256)
     completion: str = Field(max_length=65536)
     latency_ms: float = Field(ge=0)
-    prompt_tokens: int = Field(default=0, ge=0)
-    completion_tokens: int = Field(default=0, ge=0)
+    prompt_tokens: int = Field(default=0, ge=0, le=2**53)
+    completion_tokens: int = Field(default=0, ge=0, le=2**53)
 
 
 class FeedbackRecorded(Event):
@@ -200,7 +204,7 @@ class FeedbackRecorded(Event):
     subject: ClassVar[str] = "distillery.feedback.recorded.v1"
     cycle_id: UUID | None = None
     request_id: UUID
-    task_name: str
+    task_name: Name
     rating: int | None = Field(default=None, ge=-1, le=5, description="-1/+1 or 1..5")
     correction: str | None = Field(default=None, max_length=65536)
     comment: str | None = Field(default=None, max_length=4096)
@@ -209,13 +213,13 @@ class FeedbackRecorded(Event):
 class DriftDetected(Event):
     subject: ClassVar[str] = "distillery.drift.detected.v1"
     cycle_id: UUID | None = None
-    task_name: str
+    task_name: Name
     deployment_id: UUID | None = None
     kind: Literal["input", "quality"]
     score: float
     threshold: float
-    window_start: str
-    window_end: str
+    window_start: str = Field(max_length=64)
+    window_end: str = Field(max_length=64)
 
 
 class DeadLettered(Event):
@@ -223,12 +227,12 @@ class DeadLettered(Event):
 
     subject: ClassVar[str] = "distillery.deadletter.recorded.v1"
     cycle_id: UUID | None = None
-    consumer: str
-    original_subject: str
-    original_event_id: str | None = None
+    consumer: str = Field(max_length=256)
+    original_subject: str = Field(max_length=256)
+    original_event_id: str | None = Field(default=None, max_length=64)
     error_kind: Literal["validation", "permanent", "exhausted"]
-    reason: str
-    deliveries: int = Field(ge=1)
+    reason: Reason
+    deliveries: int = Field(ge=1, le=MAX_COUNT)
     payload_excerpt: str = Field(max_length=8192)
 
 
