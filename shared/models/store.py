@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from shared.artifacts import ArtifactStore, IntegrityError
+from shared.artifacts.paths import UnsafePathError, confined, relative_name
 from shared.events.base import ArtifactRef
 
 FORMAT = "distillery.model.v1"
@@ -20,6 +24,9 @@ MANIFEST_MEDIA_TYPE = "application/vnd.distillery.model+json"
 # Pickle-based or code-carrying files are refused outright, whatever their contents.
 _REFUSED_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".py"}
 _WEIGHT_SUFFIX = ".safetensors"
+_MAX_FILES = 4096
+# safetensors: 8-byte little-endian header length, then a JSON header; real ones are KBs-MBs.
+_MAX_HEADER = 100 * 1024 * 1024
 
 Kind = Literal["model", "adapter"]
 
@@ -63,13 +70,59 @@ def store_model_dir(
 
 
 def read_manifest(store: ArtifactStore, ref: ArtifactRef) -> dict[str, Any]:
-    manifest = json.loads(store.get_bytes(ref))
+    """The manifest, checked: every file a plain relative name with a valid ref."""
+    try:
+        manifest = json.loads(store.get_bytes(ref))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFormatError(f"{ref.uri} is not a JSON manifest: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ModelFormatError(f"{ref.uri} is not a {FORMAT} manifest")
-    for rel in manifest["files"]:
-        if Path(rel).suffix in _REFUSED_SUFFIXES or ".." in Path(rel).parts:
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not 0 < len(files) <= _MAX_FILES:
+        raise ModelFormatError(f"{ref.uri}: 'files' must map 1-{_MAX_FILES} names to refs")
+    for rel, raw in files.items():
+        try:
+            relative_name(rel)
+            ArtifactRef.model_validate(raw)
+        except (UnsafePathError, ValidationError) as exc:
+            raise ModelFormatError(f"{ref.uri}: refusing file {str(rel)[:200]!r}: {exc}") from None
+        if Path(rel).suffix in _REFUSED_SUFFIXES:
             raise ModelFormatError(f"{ref.uri}: refusing file {rel!r}")
     return manifest
+
+
+def check_safetensors(path: Path) -> None:
+    """Refuse a file named .safetensors that is not one (pickle bytes, truncated, garbage).
+
+    Checked where it is fetched, so the error is permanent on the first delivery instead of
+    a crash inside a worker that looks transient and is retried.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise ModelFormatError(f"{path.name}: not safetensors (shorter than its header)")
+        (length,) = struct.unpack("<Q", head)
+        if not 2 <= length <= min(_MAX_HEADER, size - 8):
+            raise ModelFormatError(f"{path.name}: not safetensors (header length {length})")
+        try:
+            header = json.loads(f.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ModelFormatError(f"{path.name}: not safetensors (header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise ModelFormatError(f"{path.name}: not safetensors (header is not an object)")
+    body = size - 8 - length
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(isinstance(o, int) for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1] <= body
+        ):
+            raise ModelFormatError(f"{path.name}: not safetensors (tensor {name!r} offsets)")
 
 
 def fetch_model_dir(store: ArtifactStore, ref: ArtifactRef, dest: Path) -> Path:
@@ -85,9 +138,12 @@ def fetch_model_dir(store: ArtifactStore, ref: ArtifactRef, dest: Path) -> Path:
     manifest = read_manifest(store, ref)
     staging = dest.with_name(dest.name + ".part")
     shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
     for rel, raw in manifest["files"].items():
-        file_ref = ArtifactRef.model_validate(raw)
-        store.get_file(file_ref, staging / rel)
+        target = confined(staging, rel)
+        store.get_file(ArtifactRef.model_validate(raw), target)
+        if target.suffix == _WEIGHT_SUFFIX:
+            check_safetensors(target)
     (staging / ".distillery-manifest").write_text(ref.sha256)
     shutil.rmtree(dest, ignore_errors=True)
     staging.rename(dest)
@@ -98,6 +154,7 @@ __all__ = [
     "FORMAT",
     "IntegrityError",
     "ModelFormatError",
+    "check_safetensors",
     "fetch_model_dir",
     "read_manifest",
     "store_model_dir",
