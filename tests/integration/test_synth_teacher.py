@@ -62,7 +62,9 @@ def store(tmp_path) -> AsyncArtifactStore:
 def client(db: Database, url: str, retry: RetryPolicy = FAST, **teacher: object) -> TeacherClient:
     spec = parse_spec(toy_spec(url, teacher=teacher))
     cache = DbResponseCache(db, cycle_id=str(uuid.uuid4()), iteration=1)
-    return TeacherClient(spec.teacher, cache, allowed_hosts=["127.0.0.1"], retry=retry)
+    return TeacherClient(
+        spec.teacher, cache, allowed_hosts=["127.0.0.1"], operator_hosts=[], retry=retry
+    )
 
 
 def question(teacher: ScriptedTeacher, n: int = 0) -> tuple[list[dict[str, str]], str]:
@@ -100,7 +102,8 @@ async def test_retries_are_finite_then_the_job_is_retried_later(sqlite_db, teach
     teacher.fail_next(10, status=500)
     messages, _ = question(teacher)
     async with client(sqlite_db, teacher.url) as tc:
-        with pytest.raises(TransientError, match=r"127\.0\.0\.1 still failing after 4 attempts"):
+        exhausted = r"127\.0\.0\.1:\d+ still failing after 4 attempts"
+        with pytest.raises(TransientError, match=exhausted):
             await tc.complete(messages, purpose="output", params=PARAMS, sample=0)
     assert teacher.counts() == {"fault": 4}
     async with sqlite_db.uow() as uow:
@@ -139,11 +142,35 @@ async def test_residency_is_checked_by_the_client_itself(sqlite_db, teacher):
     spec = parse_spec(toy_spec(teacher.url))
     cache = DbResponseCache(sqlite_db, cycle_id=str(uuid.uuid4()), iteration=1)
     with pytest.raises(ResidencyViolation, match=r"'127\.0\.0\.1'.*\['llm\.eu\.internal'\]"):
-        TeacherClient(spec.teacher, cache, allowed_hosts=["llm.eu.internal"])
-    with pytest.raises(ResidencyViolation, match="SYNTH_DATA_ALLOWED_TEACHER_HOSTS"):
+        TeacherClient(spec.teacher, cache, allowed_hosts=["llm.eu.internal"], operator_hosts=[])
+    with pytest.raises(ResidencyViolation, match="DISTILLERY_ALLOWED_TEACHER_HOSTS"):
         TeacherClient(
-            spec.teacher, cache, allowed_hosts=["127.0.0.1"], platform_hosts=["llm.eu.internal"]
+            spec.teacher, cache, allowed_hosts=["127.0.0.1"], operator_hosts=["llm.eu.internal"]
         )
+    # The deprecated per-service list still restricts, on top of the platform's.
+    with pytest.raises(ResidencyViolation, match=r"SYNTH_DATA_ALLOWED_TEACHER_HOSTS \['llm"):
+        TeacherClient(
+            spec.teacher,
+            cache,
+            allowed_hosts=["127.0.0.1"],
+            operator_hosts=["127.0.0.1"],
+            synth_hosts=["llm.eu.internal"],
+        )
+    assert teacher.requests == []
+
+
+async def test_the_platform_list_reaches_the_stage_and_refuses_before_any_request(
+    sqlite_db, store, teacher
+):
+    ref = await put_spec(store, toy_spec(teacher.url))  # the spec allows 127.0.0.1
+    d = deps(sqlite_db, store)
+    d.operator_hosts = ["llm.eu.internal"]  # as handlers pass ctx.settings.allowed_teacher_hosts
+
+    assert await deliver(d, cycle(ref)) == "dead_lettered_permanent"
+
+    [failed] = await staged(sqlite_db, CycleFailed)
+    assert "'127.0.0.1'" in failed.reason
+    assert "DISTILLERY_ALLOWED_TEACHER_HOSTS ['llm.eu.internal'] does not allow it" in failed.reason
     assert teacher.requests == []
 
 
@@ -214,7 +241,9 @@ async def test_tiny_model_garbage_is_rejected_with_reasons_costed_and_cached(
 async def test_tiny_model_answers_fail_validation_after_a_repair(sqlite_db, served):
     spec = parse_spec(tiny_spec(served, synthesis={"max_repairs": 1}))
     cache = DbResponseCache(sqlite_db, cycle_id=str(uuid.uuid4()), iteration=1)
-    teacher = TeacherClient(spec.teacher, cache, allowed_hosts=["127.0.0.1"], retry=FAST)
+    teacher = TeacherClient(
+        spec.teacher, cache, allowed_hosts=["127.0.0.1"], operator_hosts=[], retry=FAST
+    )
     async with teacher:
         synthesiser = Synthesiser(spec, teacher, TINY, scope="probe", iteration=1)
         planned = Planned(0, "billing", "terse", negative=False)

@@ -18,9 +18,11 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from shared.llm.hosts import AllowList, operator_list, refusal, spec_list
 from shared.tasks.spec import TaskSpec, Teacher
 
 NEGATIVE_SLICE = "negative"
+SYNTH_SETTING = "SYNTH_DATA_ALLOWED_TEACHER_HOSTS"
 _FENCE = re.compile(r"^```[\w-]*\s*\n?(.*?)\n?```$", re.DOTALL)
 
 
@@ -114,24 +116,26 @@ def plan_batch(spec: TaskSpec, scope: Focus, *, edge_case_share: float) -> list[
     return plan
 
 
+def residency_lists(
+    spec_hosts: Iterable[str], synth_hosts: Iterable[str], platform_hosts: Iterable[str]
+) -> tuple[AllowList, ...]:
+    """Every list a teacher host must pass: the spec's, the platform's, and the deprecated
+    SYNTH_DATA_ALLOWED_TEACHER_HOSTS (empty operator lists restrict nothing)."""
+    return (
+        spec_list(tuple(spec_hosts)),
+        operator_list(tuple(platform_hosts)),
+        operator_list(tuple(synth_hosts), SYNTH_SETTING),
+    )
+
+
 def residency_violation(
-    teacher: Teacher, spec_hosts: Iterable[str], platform_hosts: Iterable[str]
+    teacher: Teacher,
+    spec_hosts: Iterable[str],
+    synth_hosts: Iterable[str],
+    platform_hosts: Iterable[str] = (),
 ) -> str | None:
     """Why the teacher may not be called, or None. Checked before any request leaves."""
-    host = teacher.host.lower()
-    spec_allowed = sorted({h.lower() for h in spec_hosts})
-    if host not in spec_allowed:
-        return (
-            f"teacher host {host!r} is not in the task's residency allow-list {spec_allowed}; "
-            "no request was sent"
-        )
-    platform_allowed = sorted({h.lower() for h in platform_hosts})
-    if platform_allowed and host not in platform_allowed:
-        return (
-            f"teacher host {host!r} is not in this deployment's residency allow-list "
-            f"{platform_allowed} (SYNTH_DATA_ALLOWED_TEACHER_HOSTS); no request was sent"
-        )
-    return None
+    return refusal(teacher.base_url, residency_lists(spec_hosts, synth_hosts, platform_hosts))
 
 
 def request_key(

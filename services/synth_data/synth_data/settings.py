@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.llm.hosts import parse_host_list
+
+NAME = "synth-data"
 
 
 class SynthDataSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SYNTH_DATA_", extra="ignore")
 
-    # The operator's data-residency switch, on top of the spec's own allow-list: a spec author
-    # cannot widen it. Empty: the spec's list alone decides. JSON in the environment:
-    # SYNTH_DATA_ALLOWED_TEACHER_HOSTS='["llm.eu.internal"]'.
-    allowed_teacher_hosts: list[str] = Field(default_factory=list)
+    # Deprecated: the platform's DISTILLERY_ALLOWED_TEACHER_HOSTS is the operator's switch for
+    # every service that calls a teacher. Kept, and enforced in addition to it (a host must pass
+    # every non-empty list), so a deployment that set only this one keeps its restriction.
+    # Comma-separated or a JSON list; entries `host` or `host:port` as in shared/llm/hosts.py.
+    allowed_teacher_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     input_max_tokens: int = Field(default=512, ge=1, description="per written input")
     output_max_tokens: int = Field(default=512, ge=1, description="per answer or repair")
@@ -31,3 +38,8 @@ class SynthDataSettings(BaseSettings):
     # Examples in flight at once (each waits for the teacher's own max_concurrency slots);
     # bounds memory and open tasks for very large batches.
     chunk_size: int = Field(default=256, ge=1)
+
+    @field_validator("allowed_teacher_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: Any) -> list[str]:
+        return parse_host_list(value)
