@@ -122,9 +122,9 @@ def test_the_client_refuses_a_host_outside_the_operators_list(sqlite_db):
 async def test_an_evaluation_whose_teacher_is_outside_the_operators_list_sends_nothing(
     sqlite_db, tmp_path
 ):
-    """The whole service path: the platform setting reaches the evaluator through its
+    """The whole service path: the platform setting reaches the evaluator's deps through its
     ServiceContext, the spec allows the host, and the cycle fails before any request."""
-    from evaluator.service import Evaluator
+    from evaluator.handlers import build_deps
     from shared.artifacts import AsyncArtifactStore, LocalArtifactStore
     from shared.bus import make_broker
     from shared.events import ConsumerPolicy
@@ -151,7 +151,7 @@ async def test_an_evaluation_whose_teacher_is_outside_the_operators_list_sends_n
     )
     with scripted_teacher(svc.GOLDEN) as server:
         spec = svc.make_spec(store, server.base_url, base)  # its own list allows 127.0.0.1
-        world = svc.World(ctx, Evaluator(ctx, svc.SETTINGS), store, spec, base, {"cand": base})
+        world = svc.World(ctx, build_deps(ctx, svc.SETTINGS), store, spec, base, {"cand": base})
         event = svc.trained(world, "cand")
 
         assert await svc.deliver(world, event) == "dead_lettered_permanent"
