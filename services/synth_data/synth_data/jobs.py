@@ -1,4 +1,8 @@
-"""What a cycle event asks synth-data to do: which spec, version, iteration and slices."""
+"""What a cycle event asks synth-data to do: which spec, version, iteration and slices.
+
+A spec that cannot be read or does not fit the event is permanent (the stage gives up and the
+cycle ends); a task not registered yet is transient, since task.registered may be on its way.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +20,6 @@ from . import domain, repository
 
 log = get_logger(__name__)
 CycleEvent = CycleRequested | CycleIterationRequested
-
-
-class CycleCannotGoOn(Exception):
-    """The answer is cycle.failed with this reason; the message itself was handled."""
 
 
 @dataclass(frozen=True)
@@ -51,12 +51,10 @@ async def resolve_job(db: Database, artifacts: AsyncArtifactStore, event: CycleE
         ref, version = ref or row.ref(), row.version
     try:
         spec = spec_from_json(await artifacts.get_bytes(ref), source=ref.uri)
-    except ArtifactError as exc:
+    except (ArtifactError, TaskSpecError) as exc:
         raise PermanentError(f"task spec {ref.uri}: {exc}") from exc
-    except TaskSpecError as exc:
-        raise CycleCannotGoOn(str(exc)) from None
     if spec.name != event.task_name:
-        raise CycleCannotGoOn(f"spec {ref.uri} is task {spec.name!r}, not {event.task_name!r}")
+        raise PermanentError(f"spec {ref.uri} is task {spec.name!r}, not {event.task_name!r}")
     failing = event.failing_slices if isinstance(event, CycleIterationRequested) else None
     scope = domain.focus(spec, failing)
     if scope.fallback:

@@ -8,8 +8,7 @@ from shared.runtime.service import create_service_app
 from shared.settings import PlatformSettings
 
 from .handlers import build_router
-from .service import NAME
-from .settings import SynthDataSettings
+from .settings import NAME, SynthDataSettings
 
 
 def create_app(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from shared.db import Database, InboxRow
+from shared.db import Database
 from shared.events.base import ArtifactRef
 
 from .models import SynthResponse, SynthRun, SynthTask
@@ -62,12 +62,6 @@ class DbResponseCache:
         async with self._gate, self.db.uow() as uow:
             await uow.session.execute(stmt)
             await uow.commit()
-
-
-async def already_processed(db: Database, consumer: str, event_id: str) -> bool:
-    """A cheap look before expensive work; the claim in the final transaction still decides."""
-    async with db.uow() as uow:
-        return await uow.session.get(InboxRow, (consumer, event_id)) is not None
 
 
 async def register_task(

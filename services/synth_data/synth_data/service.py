@@ -1,38 +1,50 @@
-"""Use cases of synth-data, top to bottom: remember tasks; turn a cycle into a batch.
+"""synth-data's stages, top to bottom: remember tasks; turn a cycle into a batch.
 
-A cycle is generated before any transaction is opened (the teacher is slow and the response
-cache makes a rerun free), then one transaction claims the event, records the run and stages
-the answer: synth.completed, or cycle.failed when the cycle cannot go on.
+- task.registered: remember the spec ref, so a cycle.requested naming only a task can be served.
+- cycle.requested / cycle.iteration.requested (stage "synth"): prepare resolves the job and
+  checks residency; work plans the batch, asks the teacher and stores the batch artifacts;
+  record writes the run row and answers synth.completed, or cycle.failed when too few examples
+  passed (a normal answer: the batch is not worth training on).
+
+The template (shared.runtime.stage) owns the inbox, heartbeat, claim, one transaction and
+giving up; `record_failure` marks the run failed inside the give-up. Progress rows are written
+during work in short transactions of their own, so a long batch is visible while it runs.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
+import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 from shared.artifacts import AsyncArtifactStore
-from shared.bus import Delivery
-from shared.db import Database
+from shared.bus import PermanentError
+from shared.db import Database, UnitOfWork
+from shared.events import Event
+from shared.events.base import ArtifactRef
 from shared.events.catalog import (
     CycleFailed,
     CycleIterationRequested,
+    CycleRequested,
     SynthCompleted,
     TaskRegistered,
 )
 from shared.logs import get_logger
-from shared.tasks.spec import Teacher as TeacherSpec
+from shared.runtime.stage import Stage, StageRun
 
 from . import domain, repository
-from .jobs import CycleCannotGoOn, CycleEvent, Job, resolve_job
-from .settings import SynthDataSettings
+from .jobs import CycleEvent, Job, resolve_job
+from .settings import NAME, SynthDataSettings
 from .synthesis import Batch, Synthesiser, Tally
-from .teacher import RetryPolicy, TeacherClient, TeacherUnusable, Traffic
+from .teacher import RetryPolicy, TeacherClient, Traffic
 
-NAME = "synth-data"
 JSONL = "application/jsonl"
+# Answer ids derive from the event answered, so a redelivery re-stages the very same event.
+ANSWER_IDS = uuid.UUID("6f1d3c52-8a0e-4b7e-9d3a-5c2f0e1b7a94")
 log = get_logger(NAME)
 
 
@@ -41,12 +53,8 @@ class Deps:
     db: Database
     artifacts: AsyncArtifactStore
     settings: SynthDataSettings = field(default_factory=SynthDataSettings)
-    # One gate per teacher endpoint for the whole process (first spec's max_concurrency wins).
-    slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
-
-    def gate(self, teacher: TeacherSpec) -> asyncio.Semaphore:
-        key = f"{teacher.base_url}|{teacher.model}"
-        return self.slots.setdefault(key, asyncio.Semaphore(teacher.max_concurrency))
+    # PlatformSettings.allowed_teacher_hosts (DISTILLERY_ALLOWED_TEACHER_HOSTS), from handlers.
+    operator_hosts: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -54,40 +62,66 @@ class Result:
     batch: Batch
     traffic: Traffic
     planned: int
+    batch_ref: ArtifactRef
+    rejected_ref: ArtifactRef
+    # Tokens paid for this cycle iteration over every delivery, not only this one.
+    prompt_tokens: int
+    completion_tokens: int
 
 
-async def register_task(deps: Deps, event: TaskRegistered, delivery: Delivery) -> None:
-    async with deps.db.uow() as uow:
-        if not await uow.claim(delivery.consumer, event):
-            return
-        await repository.register_task(
-            uow.session, deps.db.dialect, event.task_name, event.task_version, event.spec
-        )
-        await uow.commit()
+def stages(deps: Deps) -> list[Stage]:
+    synth = {
+        "prepare": partial(prepare, deps),
+        "work": partial(work, deps),
+        "record": partial(record, deps),
+        "on_give_up": partial(record_failure, deps),
+    }
+    return [
+        # Outside any cycle: a registration that cannot be written only dead-letters.
+        Stage("synth", TaskRegistered, as_is, as_is, partial(record_task, deps), ends_cycle=False),
+        Stage("synth", CycleRequested, **synth),
+        Stage("synth", CycleIterationRequested, **synth),
+    ]
+
+
+# --- task.registered -----------------------------------------------------------------------
+
+
+async def as_is(event: TaskRegistered, run: StageRun) -> TaskRegistered:
+    # The spec is read when a cycle needs it; registering it checks and computes nothing.
+    return event
+
+
+async def record_task(
+    deps: Deps, tx: UnitOfWork, event: TaskRegistered, _: TaskRegistered
+) -> list[Event]:
+    await repository.register_task(
+        tx.session, deps.db.dialect, event.task_name, event.task_version, event.spec
+    )
     log.info("task registered", task=event.task_name, version=event.task_version)
+    return []
 
 
-async def run_cycle(deps: Deps, event: CycleEvent, delivery: Delivery) -> None:
-    if await repository.already_processed(deps.db, delivery.consumer, str(event.event_id)):
-        return  # a redelivery after the commit; the claim below would refuse it anyway
-    try:
-        job = await resolve_job(deps.db, deps.artifacts, event)
-        async with delivery.heartbeat():
-            result = await _synthesise(deps, job)
-    except CycleCannotGoOn as exc:
-        await _fail(deps, event, delivery, str(exc))
-        return
-    await _complete(deps, job, result, delivery)
+# --- cycle.requested, cycle.iteration.requested ---------------------------------------------
 
 
-async def _synthesise(deps: Deps, job: Job) -> Result:
-    spec, settings = job.spec, deps.settings
+async def prepare(deps: Deps, event: CycleEvent, run: StageRun) -> Job:
+    job = await resolve_job(deps.db, deps.artifacts, event)
+    spec = job.spec
     violation = domain.residency_violation(
-        spec.teacher, spec.residency.allowed_teacher_hosts, settings.allowed_teacher_hosts
+        spec.teacher,
+        spec.residency.allowed_teacher_hosts,
+        deps.settings.allowed_teacher_hosts,
+        deps.operator_hosts,
     )
     if violation:
-        raise CycleCannotGoOn(violation)
-    plan = domain.plan_batch(spec, job.focus, edge_case_share=settings.edge_case_share)
+        raise PermanentError(violation)  # no request has left: a retry cannot change a list
+    return job
+
+
+async def work(deps: Deps, job: Job, run: StageRun) -> Result:
+    spec = job.spec
+    plan = domain.plan_batch(spec, job.focus, edge_case_share=deps.settings.edge_case_share)
     await repository.start_run(
         deps.db,
         job.cycle_id,
@@ -108,15 +142,24 @@ async def _synthesise(deps: Deps, job: Job) -> Result:
         examples=len(plan),
         slices=dict(sorted(Counter(p.slice for p in plan).items())),
     )
+    batch, traffic = await ask_teacher(deps, job, plan)
+    batch_ref = await deps.artifacts.put_bytes(domain.to_jsonl(batch.rows), media_type=JSONL)
+    rejected_ref = await deps.artifacts.put_bytes(domain.to_jsonl(batch.rejected), media_type=JSONL)
+    prompt, completion = await repository.spent(deps.db, job.cycle_id, job.iteration)
+    return Result(batch, traffic, len(plan), batch_ref, rejected_ref, prompt, completion)
+
+
+async def ask_teacher(deps: Deps, job: Job, plan: list[domain.Planned]) -> tuple[Batch, Traffic]:
+    spec, settings = job.spec, deps.settings
     cache = repository.DbResponseCache(deps.db, cycle_id=job.cycle_id, iteration=job.iteration)
     retry = RetryPolicy(settings.max_attempts, settings.backoff_base_s, settings.backoff_cap_s)
     teacher = TeacherClient(
         spec.teacher,
         cache,
         allowed_hosts=spec.residency.allowed_teacher_hosts,
-        platform_hosts=settings.allowed_teacher_hosts,
+        operator_hosts=deps.operator_hosts,
+        synth_hosts=settings.allowed_teacher_hosts,
         retry=retry,
-        slots=deps.gate(spec.teacher),
     )
 
     async def progress(tally: Tally) -> None:
@@ -134,45 +177,47 @@ async def _synthesise(deps: Deps, job: Job) -> Result:
         usage = {"prompt": traffic.prompt_tokens, "completion": traffic.completion_tokens}
         log.info("synthesis progress", total=tally.total, usage=usage, **fields)
 
-    try:
-        async with teacher:
-            synthesiser = Synthesiser(
-                spec,
-                teacher,
-                settings,
-                scope=f"{job.cycle_id}/{job.iteration}",
-                iteration=job.iteration,
-                progress=progress,
-            )
-            batch = await synthesiser.run(plan)
-    except TeacherUnusable as exc:
-        raise CycleCannotGoOn(str(exc)) from None
-    return Result(batch, teacher.traffic, len(plan))
+    async with teacher:
+        synthesiser = Synthesiser(
+            spec,
+            teacher,
+            settings,
+            scope=f"{job.cycle_id}/{job.iteration}",
+            iteration=job.iteration,
+            progress=progress,
+        )
+        batch = await synthesiser.run(plan)
+    return batch, teacher.traffic
 
 
-async def _complete(deps: Deps, job: Job, result: Result, delivery: Delivery) -> None:
-    batch, spec = result.batch, job.spec
-    batch_ref = await deps.artifacts.put_bytes(domain.to_jsonl(batch.rows), media_type=JSONL)
-    rejected_ref = await deps.artifacts.put_bytes(domain.to_jsonl(batch.rejected), media_type=JSONL)
-    prompt, completion = await repository.spent(deps.db, job.cycle_id, job.iteration)
+async def record(deps: Deps, tx: UnitOfWork, job: Job, result: Result) -> list[Event]:
+    batch, spec, traffic = result.batch, job.spec, result.traffic
+    prompt, completion = result.prompt_tokens, result.completion_tokens
     cost = domain.cost_usd(spec.teacher, prompt, completion)
     slices = domain.per_slice(batch.rows)
     problem = domain.acceptance_problem(
         len(batch.rows), result.planned, deps.settings.min_accepted_share, batch.reasons
     )
+    answer: Event
     if problem:
         answer = job.event.caused(
-            CycleFailed, producer=NAME, task_name=spec.name, stage="synth", reason=problem
+            CycleFailed,
+            event_id=answer_id(job.event, CycleFailed),
+            producer=NAME,
+            task_name=spec.name,
+            stage="synth",
+            reason=problem,
         )
     else:
         answer = job.event.caused(
             SynthCompleted,
+            event_id=answer_id(job.event, SynthCompleted),
             producer=NAME,
             task_name=spec.name,
             task_version=job.version,
             task_spec=job.spec_ref,
             iteration=job.iteration,
-            batch=batch_ref,
+            batch=result.batch_ref,
             examples=len(batch.rows),
             examples_per_slice=slices,
             prompt_tokens=prompt,
@@ -184,41 +229,35 @@ async def _complete(deps: Deps, job: Job, result: Result, delivery: Delivery) ->
         "rejected_by_reason": batch.reasons,
         "focus": {"use_cases": list(job.focus.use_cases), "negatives": job.focus.negatives},
     }
-    traffic = result.traffic
-    async with deps.db.uow() as uow:
-        if not await uow.claim(delivery.consumer, job.event):
-            return
-        await repository.upsert_run(
-            uow.session,
-            deps.db.dialect,
-            job.cycle_id,
-            job.iteration,
-            event_id=str(job.event.event_id),
-            task_name=spec.name,
-            task_version=job.version,
-            status="failed" if problem else "completed",
-            total=result.planned,
-            done=result.planned,
-            accepted=len(batch.rows),
-            rejected=len(batch.rejected),
-            requests=traffic.requests,
-            cache_hits=traffic.cache_hits,
-            retries=traffic.retries,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            cost_usd=cost,
-            batch_uri=batch_ref.uri,
-            batch_sha256=batch_ref.sha256,
-            batch_size_bytes=batch_ref.size_bytes,
-            rejected_uri=rejected_ref.uri,
-            rejected_sha256=rejected_ref.sha256,
-            rejected_size_bytes=rejected_ref.size_bytes,
-            stats=json.dumps(stats, sort_keys=True),
-            reason=problem,
-            finished_at=datetime.now(UTC),
-        )
-        await uow.publish(answer)
-        await uow.commit()
+    await repository.upsert_run(
+        tx.session,
+        deps.db.dialect,
+        job.cycle_id,
+        job.iteration,
+        event_id=str(job.event.event_id),
+        task_name=spec.name,
+        task_version=job.version,
+        status="failed" if problem else "completed",
+        total=result.planned,
+        done=result.planned,
+        accepted=len(batch.rows),
+        rejected=len(batch.rejected),
+        requests=traffic.requests,
+        cache_hits=traffic.cache_hits,
+        retries=traffic.retries,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cost_usd=cost,
+        batch_uri=result.batch_ref.uri,
+        batch_sha256=result.batch_ref.sha256,
+        batch_size_bytes=result.batch_ref.size_bytes,
+        rejected_uri=result.rejected_ref.uri,
+        rejected_sha256=result.rejected_ref.sha256,
+        rejected_size_bytes=result.rejected_ref.size_bytes,
+        stats=json.dumps(stats, sort_keys=True),
+        reason=problem,
+        finished_at=datetime.now(UTC),
+    )
     log.info(
         "synthesis finished",
         outcome="failed" if problem else "completed",
@@ -231,29 +270,25 @@ async def _complete(deps: Deps, job: Job, result: Result, delivery: Delivery) ->
         requests=traffic.requests,
         cache_hits=traffic.cache_hits,
     )
+    return [answer]
 
 
-async def _fail(deps: Deps, event: CycleEvent, delivery: Delivery, reason: str) -> None:
+async def record_failure(deps: Deps, tx: UnitOfWork, event: CycleEvent, reason: str) -> None:
+    """The run's failed row, in the template's give-up transaction (with cycle.failed)."""
     iteration = event.iteration if isinstance(event, CycleIterationRequested) else 1
-    async with deps.db.uow() as uow:
-        if not await uow.claim(delivery.consumer, event):
-            return
-        await repository.upsert_run(
-            uow.session,
-            deps.db.dialect,
-            str(event.cycle_id),
-            iteration,
-            event_id=str(event.event_id),
-            task_name=event.task_name,
-            task_version=event.task_version,
-            status="failed",
-            reason=reason,
-            finished_at=datetime.now(UTC),
-        )
-        await uow.publish(
-            event.caused(
-                CycleFailed, producer=NAME, task_name=event.task_name, stage="synth", reason=reason
-            )
-        )
-        await uow.commit()
-    log.warning("cycle failed", stage="synth", reason=reason)
+    await repository.upsert_run(
+        tx.session,
+        deps.db.dialect,
+        str(event.cycle_id),
+        iteration,
+        event_id=str(event.event_id),
+        task_name=event.task_name,
+        task_version=event.task_version,
+        status="failed",
+        reason=reason,
+        finished_at=datetime.now(UTC),
+    )
+
+
+def answer_id(event: Event, answer: type[Event]) -> uuid.UUID:
+    return uuid.uuid5(ANSWER_IDS, f"{event.event_id}:{answer.subject}")
