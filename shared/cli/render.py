@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from shared.events.catalog import CycleFailed
+
 from .common import short
 from .timeline import EventRow
 
@@ -104,9 +106,13 @@ def print_cycle(console: Console, cycle_id: str, tree: list[tuple[int, EventRow]
             f"  by {escape(r.producer)}  event {short(r.event_id)}  {state}"
             f"  → {escape(consumers)}"
         )
+        pad = "    " * depth + "    "
         if r.dead_letter:
-            pad = "    " * depth + "    "
             line = f"[red]{line}[/]\n{pad}[bold red]✗ {escape(_dead_letter_text(r))}[/]"
+        elif r.subject == CycleFailed.subject:
+            # The terminal event: which stage ended the cycle and why, without a payload dump.
+            stage, reason = r.payload_value("stage"), str(r.payload_value("reason") or "")
+            line += f"\n{pad}[bold red]✗ {escape(str(stage))} stage: {escape(reason[:500])}[/]"
         console.print(line)
     events = [r for r in rows if not r.dead_letter]
     pending = sum(r.pending for r in rows)
