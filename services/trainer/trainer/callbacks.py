@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from trainer.checkpoint import mark_complete
+from .checkpoint import mark_complete
 
 
 @cache
@@ -21,7 +21,7 @@ def _classes() -> tuple[type, type]:
         """Keeps the trial's curves and sends one message per optimizer step."""
 
         def __init__(self, recipe: Any) -> None:
-            from trainer.ml import TrialOutcome
+            from .ml import TrialOutcome
 
             self.recipe = recipe
             self.outcome = TrialOutcome()

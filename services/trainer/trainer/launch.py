@@ -36,8 +36,8 @@ def _watch(pid: int) -> None:
 def main(path: str) -> int:
     from accelerate import PartialState
 
-    from trainer.data import read_rows
-    from trainer.ml import Hyperparameters, LoraSFTRecipe, RecipeOptions
+    from .data import read_rows
+    from .ml import Hyperparameters, LoraSFTRecipe, RecipeOptions
 
     if os.environ.get(WORKER_PID_ENV):
         threading.Thread(

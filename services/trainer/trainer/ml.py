@@ -31,9 +31,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer.checkpoint import latest_checkpoint
-from trainer.data import encode_rows
-from trainer.plan import cuda, hardware, has_flash_attention, resolve
+from .checkpoint import latest_checkpoint
+from .data import encode_rows
+from .plan import cuda, hardware, has_flash_attention, resolve
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -161,8 +161,8 @@ class LoraSFTRecipe:
         from datasets import Dataset
         from transformers import AutoTokenizer, set_seed
 
-        from trainer.callbacks import make_callbacks
-        from trainer.safe_trainer import safe_sft_trainer
+        from .callbacks import make_callbacks
+        from .safe_trainer import safe_sft_trainer
 
         set_seed(self.options.seed)
         self.plan = resolve(self.options, hardware())
@@ -200,7 +200,7 @@ class LoraSFTRecipe:
         self.trainer.plain_loss = self.plan["plain_loss"]
 
     def _batches(self, model: Any, sets: dict[str, Any]) -> dict[str, Any]:
-        from trainer.memory import Shape, memory_budget, plan_batches
+        from .memory import Shape, memory_budget, plan_batches
 
         longest = max(len(ids) for s in sets.values() if len(s) for ids in s["input_ids"])
         return plan_batches(

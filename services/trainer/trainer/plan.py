@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from shared.models.hardware import cpu_has_bf16
 
 if TYPE_CHECKING:
-    from trainer.ml import RecipeOptions
+    from .ml import RecipeOptions
 
 
 def hardware() -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from trainer.checkpoint import SafeStateMixin
+from .checkpoint import SafeStateMixin
 
 
 @cache

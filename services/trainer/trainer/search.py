@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from trainer.domain import TrialRecord, baseline_params
+from .domain import TrialRecord, baseline_params
 
 # run_trial(number, params, should_prune) -> the finished trial's record
 RunTrial = Callable[[int, dict[str, Any], Callable[[int, float], bool]], TrialRecord]

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trainer.launch import WORKER_PID_ENV
-from trainer.ml import Hyperparameters, LoraSFTRecipe, RecipeOptions, TrialOutcome
+from .launch import WORKER_PID_ENV
+from .ml import Hyperparameters, LoraSFTRecipe, RecipeOptions, TrialOutcome
 
 Emit = Callable[[dict[str, Any]], None]
 ShouldPrune = Callable[[int, float], bool]
