@@ -5,6 +5,10 @@ and before marking leaves its lease to expire; another relay (or the same one re
 the rows again with the same Nats-Msg-Id, which JetStream drops inside its duplicate window.
 Several relays may run at once: on PostgreSQL the claim skips rows another relay has locked,
 on SQLite writers are serialised by BEGIN IMMEDIATE.
+
+A pass costs two short transactions whatever its size (claim; mark sent in one UPDATE) and one
+broker round trip: the batch is written to the connection at once and the PubAcks are awaited
+together (`PipelinedPublisher`).
 """
 
 from __future__ import annotations
@@ -12,13 +16,18 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import or_, select, update
+from nats.js import JetStreamContext
+from sqlalchemy import bindparam, or_, select, update
 
+from shared.bus import JetStreamPublisher
+from shared.bus.broker import MSG_ID_HEADER
 from shared.db import Database, OutboxRow
+from shared.events import STREAM_NAME
 from shared.logs import get_logger
 from shared.metrics import RELAYED
 
@@ -27,6 +36,91 @@ log = get_logger(__name__)
 
 class Publisher(Protocol):
     async def publish(self, subject: str, payload: bytes, event_id: str) -> None: ...
+
+
+class BatchPublisher(Protocol):
+    async def publish_batch(
+        self, messages: Sequence[tuple[str, bytes, str]]
+    ) -> list[BaseException | None]:
+        """Publish (subject, payload, event_id) messages; the error of each, None if stored."""
+        ...
+
+
+class PipelinedPublisher:
+    """Publishes a batch with JetStream async publish: every message is written before any
+    PubAck is awaited, then all acks are awaited under one deadline.
+
+    The relay's earlier gather over `broker.publish` also overlapped the round trips, but
+    paid FastStream's per-call publish machinery and a request future each; this writes
+    plain nats-py publishes with a reply subject and collects the acks.
+    """
+
+    def __init__(self, publisher: JetStreamPublisher) -> None:
+        self.publisher = publisher
+        self._js: tuple[object, JetStreamContext] | None = None
+
+    async def publish(self, subject: str, payload: bytes, event_id: str) -> None:
+        [error] = await self.publish_batch([(subject, payload, event_id)])
+        if error is not None:
+            raise error
+
+    async def publish_batch(
+        self, messages: Sequence[tuple[str, bytes, str]]
+    ) -> list[BaseException | None]:
+        js = await self._context()
+        pending: list[asyncio.Future | BaseException] = []
+        for subject, payload, event_id in messages:
+            headers = {MSG_ID_HEADER: event_id, "content-type": "application/json"}
+            try:
+                pending.append(
+                    await js.publish_async(subject, payload, headers=headers, stream=STREAM_NAME)
+                )
+            except Exception as exc:  # e.g. connection closed: this message was not written
+                pending.append(exc)
+        futures = [p for p in pending if isinstance(p, asyncio.Future)]
+        if futures:
+            _, late = await asyncio.wait(futures, timeout=self.publisher.timeout_s)
+            for future in late:
+                future.cancel()  # frees nats-py's slot; the row is retried after its lease
+        return [_error_of(p) for p in pending]
+
+    async def _context(self) -> JetStreamContext:
+        # One context per connection: it owns the reply subscription the PubAcks arrive on.
+        connection = await self.publisher.broker.connect()
+        if self._js is None or self._js[0] is not connection:
+            self._js = (connection, connection.jetstream())
+        return self._js[1]
+
+
+def _error_of(pending: asyncio.Future | BaseException) -> BaseException | None:
+    if isinstance(pending, BaseException):
+        return pending
+    if pending.cancelled():
+        return TimeoutError("no PubAck within the publish timeout")
+    return pending.exception()
+
+
+class _Concurrent:
+    """Any plain `Publisher` as a BatchPublisher: its publishes run concurrently."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+
+    async def publish_batch(
+        self, messages: Sequence[tuple[str, bytes, str]]
+    ) -> list[BaseException | None]:
+        results = await asyncio.gather(
+            *(self.publisher.publish(*m) for m in messages), return_exceptions=True
+        )
+        return [r if isinstance(r, BaseException) else None for r in results]
+
+
+def batch_publisher(publisher: Publisher | BatchPublisher) -> BatchPublisher:
+    if hasattr(publisher, "publish_batch"):
+        return publisher  # type: ignore[return-value]
+    if isinstance(publisher, JetStreamPublisher):
+        return PipelinedPublisher(publisher)
+    return _Concurrent(publisher)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -41,7 +135,7 @@ class OutboxRelay:
     def __init__(
         self,
         db: Database,
-        publisher: Publisher,
+        publisher: Publisher | BatchPublisher,
         *,
         producer: str | None = None,
         batch_size: int = 200,
@@ -51,7 +145,7 @@ class OutboxRelay:
         name: str | None = None,
     ) -> None:
         self.db = db
-        self.publisher = publisher
+        self.publisher = batch_publisher(publisher)
         self.producer = producer
         self.batch_size = batch_size
         self.lease = timedelta(seconds=lease_s)
@@ -84,16 +178,11 @@ class OutboxRelay:
         rows = await self._claim()
         if not rows:
             return 0
-        results = await asyncio.gather(
-            *(self.publisher.publish(r.subject, r.payload.encode(), r.event_id) for r in rows),
-            return_exceptions=True,
+        errors = await self.publisher.publish_batch(
+            [(r.subject, r.payload.encode(), r.event_id) for r in rows]
         )
-        sent = [
-            r.id for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)
-        ]
-        failed = [
-            (r, res) for r, res in zip(rows, results, strict=True) if isinstance(res, BaseException)
-        ]
+        sent = [r.id for r, err in zip(rows, errors, strict=True) if err is None]
+        failed = [(r, err) for r, err in zip(rows, errors, strict=True) if err is not None]
         await self._mark_sent(sent)
         RELAYED.inc(len(sent))
         if failed:
@@ -144,13 +233,17 @@ class OutboxRelay:
     async def _release(self, failed: list[tuple[Claimed, BaseException]]) -> None:
         # Keep the lease, shortened, so a broker outage is not hammered by every relay at once.
         retry_at = datetime.now(UTC) + self.retry_after
+        table = OutboxRow.__table__
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("row_id"), table.c.claimed_by == self.name)
+            .values(claimed_until=retry_at, last_error=bindparam("error"))
+        )
         async with self.db.uow() as uow:
-            for row, exc in failed:
-                await uow.session.execute(
-                    update(OutboxRow)
-                    .where(OutboxRow.id == row.id, OutboxRow.claimed_by == self.name)
-                    .values(claimed_until=retry_at, last_error=repr(exc)[:2000])
-                )
+            # One executemany: a broker outage fails whole batches, one statement each.
+            await uow.session.execute(
+                stmt, [{"row_id": row.id, "error": repr(exc)[:2000]} for row, exc in failed]
+            )
             await uow.commit()
         log.warning("outbox publish failed", count=len(failed), error=repr(failed[0][1]))
 
