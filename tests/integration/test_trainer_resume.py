@@ -1,5 +1,8 @@
 """A worker SIGKILLed mid-training resumes from its last checkpoint, even on a machine that
-never saw the run (the checkpoint comes back from the artifact store), and finishes once."""
+never saw the run (the checkpoint comes back from the artifact store), and finishes once.
+
+The trainer's stage runs through the stage template's handler, as the bus runs it; the
+message is a fake of the policy's port, the database, worker and store are real."""
 
 from __future__ import annotations
 
@@ -15,17 +18,21 @@ import pytest
 from sqlalchemy import func, select
 
 from shared.artifacts import AsyncArtifactStore, LocalArtifactStore
-from shared.bus import TransientError
+from shared.bus import Delivery, TransientError
 from shared.db import OutboxRow
-from shared.events.catalog import TrainingCompleted, TrainingProgressed
+from shared.events import ConsumerPolicy
+from shared.events.catalog import DatasetPublished, TrainingCompleted, TrainingProgressed
 from shared.models import store_model_dir
+from shared.runtime.stage import handler_for
 from tests.fixtures.datasets import store_dataset
+from tests.unit.test_consumer_policy import FakeMessage
 from trainer.domain import run_id_for
 from trainer.models import TrainerRun, TrainerTrial
-from trainer.service import Trainer
-from trainer.settings import TrainerSettings
+from trainer.service import Deps, run_dir, stages
+from trainer.settings import NAME, TrainerSettings
 
 CONSUMER = "trainer--dataset-published-v1"
+POLICY = ConsumerPolicy()
 TRAINING = {
     "trials": 1,
     "batch_size": 4,
@@ -41,6 +48,11 @@ TRAINING = {
 async def scalar(db, stmt):
     async with db.uow() as uow:
         return await uow.session.scalar(stmt)
+
+
+def delivery(event: DatasetPublished, number: int) -> Delivery:
+    body = event.model_dump_json().encode()
+    return Delivery(FakeMessage(body, delivery=number, subject=event.subject), CONSUMER, POLICY)
 
 
 def kill_workers() -> int:
@@ -61,9 +73,11 @@ async def test_sigkilled_worker_resumes_from_the_stored_checkpoint(
     event = dataset.published()
     run_id = run_id_for(event.event_id)
     settings = TrainerSettings(checkpoint_steps=2, progress_interval_s=0, evaluations_per_trial=2)
-    trainer = Trainer(sqlite_db, AsyncArtifactStore(store), settings, tmp_path / "work")
+    deps = Deps(sqlite_db, AsyncArtifactStore(store), settings, tmp_path / "work")
+    [stage] = stages(deps)
+    handle = handler_for(stage, service=NAME, db=sqlite_db)
 
-    first = asyncio.create_task(trainer.train_dataset(event, consumer=CONSUMER))
+    first = asyncio.create_task(handle(event, delivery(event, 1)))
     checkpoint = select(TrainerTrial.checkpoint_step).where(TrainerTrial.run_id == str(run_id))
     deadline = time.monotonic() + 240
     while (await scalar(sqlite_db, checkpoint) or 0) < 4:
@@ -78,8 +92,8 @@ async def test_sigkilled_worker_resumes_from_the_stored_checkpoint(
     assert await scalar(sqlite_db, select(func.count()).select_from(TrainerRun)) == 0
 
     # Another machine: nothing of the run on local disk, only the database and the store.
-    shutil.rmtree(trainer.run_dir(run_id))
-    await trainer.train_dataset(event, consumer=CONSUMER)
+    shutil.rmtree(run_dir(deps, run_id))
+    await handle(event, delivery(event, 2))
 
     completed = await scalar(
         sqlite_db, select(OutboxRow.payload).where(OutboxRow.subject == TrainingCompleted.subject)

@@ -15,38 +15,20 @@ import math
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy import select
 
 from shared.artifacts import AsyncArtifactStore
 from shared.db import Database
 from shared.events.catalog import DatasetPublished, TrainingProgressed
 from shared.logs import get_logger
 from shared.models import store_model_dir
-from trainer.domain import ProgressThrottle, TrialRecord, progress_event_id
-from trainer.models import TrainerTrial
 
-NAME = "trainer"
+from .domain import ProgressThrottle, TrialRecord, progress_event_id
+from .repository import upsert_trial
+from .settings import NAME
+
 log = get_logger(NAME)
-
-
-async def upsert_trial(db: Database, run_id: uuid.UUID, number: int, **fields: Any) -> None:
-    async with db.uow() as uow:
-        row = await uow.session.scalar(
-            select(TrainerTrial).where(
-                TrainerTrial.run_id == str(run_id), TrainerTrial.number == number
-            )
-        )
-        if row is None:
-            row = TrainerTrial(run_id=str(run_id), number=number, state="running", params="{}")
-            uow.session.add(row)
-        for key, value in fields.items():
-            setattr(row, key, value)
-        row.updated_at = datetime.now(UTC)
-        await uow.commit()
 
 
 @dataclass

@@ -11,35 +11,25 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
-
-from sqlalchemy import select
 
 from shared.artifacts import ArtifactStore
 from shared.db import Database
 from shared.events.base import ArtifactRef
 from shared.models import fetch_model_dir
-from trainer.checkpoint import completed_checkpoints
-from trainer.domain import FINISHED, TrialRecord
-from trainer.models import TrainerTrial
-from trainer.worker import PARAMS, write_json
+
+from .checkpoint import completed_checkpoints
+from .domain import FINISHED, TrialRecord
+from .repository import trials_of
+from .worker import PARAMS, write_json
 
 
 async def restore_run_dir(
     db: Database, store: ArtifactStore, run_id: uuid.UUID, run_dir: Path
 ) -> list[TrialRecord]:
     """Fetch what is missing locally; returns the trials the database records as finished."""
-    async with db.uow() as uow:
-        result = await uow.session.scalars(
-            select(TrainerTrial)
-            .where(TrainerTrial.run_id == str(run_id))
-            .order_by(TrainerTrial.number)
-        )
-        # Plain values: the unit of work expires its rows when it closes.
-        rows = [_Trial(**{k: getattr(r, k) for k in _Trial.__dataclass_fields__}) for r in result]
     finished = []
-    for row in rows:
+    for row in await trials_of(db, run_id):
         trial_dir = run_dir / f"trial-{row.number}"
         if row.state in FINISHED and row.record:
             finished.append(TrialRecord.from_dict(json.loads(row.record)))
@@ -53,17 +43,6 @@ async def restore_run_dir(
         if row.checkpoint and (row.checkpoint_step or 0) > local_step:
             await _fetch(store, row.checkpoint, trial_dir / f"checkpoint-{row.checkpoint_step}")
     return finished
-
-
-@dataclass(frozen=True)
-class _Trial:
-    number: int
-    state: str
-    params: str
-    record: str | None
-    adapter: str | None
-    checkpoint: str | None
-    checkpoint_step: int | None
 
 
 async def _fetch(store: ArtifactStore, ref_json: str, dest: Path) -> None:

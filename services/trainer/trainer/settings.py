@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+NAME = "trainer"
 Auto = Literal["auto"]
 
 

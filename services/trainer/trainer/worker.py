@@ -1,10 +1,12 @@
-"""The worker-process entry: `run_in_worker("trainer.worker:train", payload)`.
+"""The worker-process entry, `trainer.worker:train`, and its contract both ways.
 
-Files in, files out: the service has already put the base model and the dataset on local disk
-and restored the run folder; this process trains and writes adapters and trial results under
-`run_dir`. Everything it learns on the way goes out as progress messages
-(`step`, `eval`, `checkpoint`, `trial_started`, `trial`), which the service turns into
-events, database rows and artifact-store copies.
+The service calls `run.process("trainer.worker:train", TrainPayload(...), TrainResult)`; the
+two models below are the whole contract, validated on each side (this module imports nothing
+heavy at the top, so the service can import them). Files in, files out: the service has
+already put the base model and the dataset on local disk and restored the run folder; this
+process trains and writes adapters and trial results under `run_dir`. Everything it learns
+on the way goes out as progress messages (`step`, `eval`, `checkpoint`, `trial_started`,
+`trial`), which the service turns into events, database rows and artifact-store copies.
 
 Run folder: run_dir/trial-<n>/checkpoint-<step>/ (resume state), run_dir/trial-<n>/adapter/
 (the trial's final adapter) and run_dir/trial-<n>/result.json, written last: a trial with a
@@ -17,15 +19,57 @@ import json
 import os
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from shared.bus import PermanentError
-from trainer.data import DatasetError, read_rows
-from trainer.domain import TrialRecord, best_trial
+from shared.tasks.spec import SearchSpace
+
+from .data import DatasetError, read_rows
+from .domain import TrialRecord, best_trial
+from .ml import Hyperparameters, RecipeOptions
 
 RESULT = "result.json"
 PARAMS = "params.json"
+
+
+class Contract(BaseModel):
+    # A diverged trial's NaN loss is a result to keep, not a null that fails validation.
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="constants")
+
+
+class Search(Contract):
+    search: SearchSpace
+    trials: int = Field(ge=1)
+    seed: int
+
+
+class TrainPayload(Contract):
+    run_dir: Path
+    model_dir: Path
+    train: Path
+    validation: Path
+    options: RecipeOptions
+    training: Search
+    finished: list[TrialRecord] = Field(
+        default_factory=list, description="trials the database records as finished"
+    )
+    torch_threads: int | None = None
+    launcher: str | None = None
+
+
+class TrainResult(Contract):
+    best: int
+    adapter_dir: Path
+    trials: list[TrialRecord]
+    examples: dict[str, int]
+    plan: dict[str, Any]
+    hardware: dict[str, Any]
+    memory: dict[str, float]
+    wall_seconds: float
 
 
 def _finished_locally(run_dir: Path) -> dict[int, TrialRecord]:
@@ -51,31 +95,35 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _rows(path: str) -> list[dict[str, Any]]:
+def _rows(path: Path) -> list[dict[str, Any]]:
     try:
-        return list(read_rows(Path(path)))
+        return list(read_rows(path))
     except DatasetError as exc:
         raise PermanentError(f"dataset unusable: {exc}") from None
 
 
-def train(payload: dict[str, Any], progress: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    from trainer.ml import Hyperparameters
-    from trainer.plan import hardware, peak_memory
-    from trainer.search import search
-    from trainer.trials import in_process, launched, state_of
+def train(payload: TrainPayload, progress: Callable[[dict[str, Any]], None]) -> TrainResult:
+    from .plan import hardware, peak_memory
+    from .search import search
+    from .trials import in_process, launched, state_of
 
     started = time.perf_counter()
-    if payload.get("torch_threads"):
+    if payload.torch_threads:
         import torch
 
-        torch.set_num_threads(int(payload["torch_threads"]))
-    run_dir = Path(payload["run_dir"])
+        torch.set_num_threads(payload.torch_threads)
+    run_dir = payload.run_dir
+    # What one trial needs, as plain JSON: a launched trial reads it back from launch.json.
     job = {
-        **payload,
-        "train_rows": _rows(payload["train"]),
-        "validation_rows": _rows(payload["validation"]),
+        "model_dir": str(payload.model_dir),
+        "train": str(payload.train),
+        "validation": str(payload.validation),
+        "options": asdict(payload.options),
+        "launcher": payload.launcher,
+        "train_rows": _rows(payload.train),
+        "validation_rows": _rows(payload.validation),
     }
-    finished = {r.number: r for r in map(TrialRecord.from_dict, payload.get("finished", []))}
+    finished = {r.number: r for r in payload.finished}
     for number, record in _finished_locally(run_dir).items():
         if number not in finished:
             # Finished here but never recorded (killed right after): record it now.
@@ -90,7 +138,7 @@ def train(payload: dict[str, Any], progress: Callable[[dict[str, Any]], None]) -
         trial_dir = run_dir / f"trial-{number}"
         write_json(trial_dir / PARAMS, {"number": number, "params": hp.as_dict()})
         progress({"kind": "trial_started", "trial": number, "params": hp.as_dict()})
-        run = launched if payload.get("launcher") else in_process
+        run = launched if payload.launcher else in_process
         outcome, trial_plan, trial_dropped = run(
             {**job, "trial": number}, hp, trial_dir, progress, should_prune
         )
@@ -113,11 +161,10 @@ def train(payload: dict[str, Any], progress: Callable[[dict[str, Any]], None]) -
         progress({"kind": "trial", "record": record.as_dict(), "adapter": _adapter(trial_dir)})
         return record
 
-    training = payload["training"]
     records = search(
-        training["search"],
-        training["trials"],
-        training["seed"],
+        payload.training.search.model_dump(),
+        payload.training.trials,
+        payload.training.seed,
         list(finished.values()),
         run_trial,
         interrupted=_interrupted(run_dir),
@@ -128,20 +175,20 @@ def train(payload: dict[str, Any], progress: Callable[[dict[str, Any]], None]) -
             f"no trial finished with a finite loss ({len(records)} trials): "
             "lower the learning rate range or check the dataset"
         )
-    return {
-        "best": best.number,
-        "adapter_dir": str(run_dir / f"trial-{best.number}" / "adapter"),
-        "trials": [r.as_dict() for r in records],
-        "examples": {
+    return TrainResult(
+        best=best.number,
+        adapter_dir=run_dir / f"trial-{best.number}" / "adapter",
+        trials=records,
+        examples={
             "train": len(job["train_rows"]),
             "validation": len(job["validation_rows"]),
             **dropped,
         },
-        "plan": plan,
-        "hardware": hardware(),
-        "memory": peak_memory(),
-        "wall_seconds": time.perf_counter() - started,
-    }
+        plan=plan,
+        hardware=hardware(),
+        memory=peak_memory(),
+        wall_seconds=time.perf_counter() - started,
+    )
 
 
 def _adapter(trial_dir: Path) -> str | None:
