@@ -10,6 +10,7 @@ from tests.fixtures.datasets import make_spec
 from trainer.domain import (
     ProgressThrottle,
     TrialRecord,
+    base_model_refusal,
     baseline_params,
     best_trial,
     progress_event_id,
@@ -42,6 +43,17 @@ def test_refusals_name_the_fix():
     gkd = make_spec(golden_set=REF, base_model_ref=REF, training={"distillation": "gkd"})
     assert "not supported yet" in refusal(gkd)
     assert refusal(make_spec(golden_set=REF, base_model_ref=REF)) is None
+
+
+def test_only_a_model_manifest_is_a_base_and_an_adapter_names_the_base_it_needs():
+    spec = make_spec(golden_set=REF, base_model_ref=REF)
+    assert base_model_refusal(spec, {"kind": "model", "name": "tiny-llama"}) is None
+    adapter = {"kind": "adapter", "name": "other", "base_model": "b" * 64}
+    reason = base_model_refusal(spec, adapter)
+    assert reason is not None and reason.startswith("base model mismatch")
+    assert "'tiny-llama' (sha256:aaaaaaaaaaaa) is an adapter trained on base" in reason
+    assert "sha256:bbbbbbbbbbbb" in reason
+    assert "not a base model" in (base_model_refusal(spec, {"kind": "dataset"}) or "")
 
 
 def test_throttle_publishes_first_and_last_steps_and_then_by_interval():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -38,6 +39,31 @@ def refusal(spec: TaskSpec) -> str | None:
             "transformers model); use 'sft'"
         )
     return None
+
+
+def base_model_refusal(spec: TaskSpec, manifest: Mapping[str, Any]) -> str | None:
+    """Why the manifest behind `student.base_model_ref` cannot be trained on, or None.
+
+    The trainer loads that manifest as the full base weights and records its sha as the new
+    adapter's `base_model`. An adapter in its place holds only low-rank deltas for another
+    base: loading it would fail on every delivery until the cycle ran out of retries (or pull
+    in whatever base its config names), so it is refused before anything is fetched.
+    """
+    ref = spec.student.base_model_ref
+    assert ref is not None  # refusal() comes first
+    kind = manifest.get("kind")
+    if kind == "model":
+        return None
+    where = f"student.base_model {spec.student.base_model!r} (sha256:{ref.sha256[:12]})"
+    if kind == "adapter":
+        trained_on = str(manifest.get("base_model") or "unknown")
+        return (
+            f"base model mismatch: {where} is an adapter trained on base "
+            f"sha256:{trained_on[:12]}, not a base model; the trainer trains a new adapter on "
+            "a base model: import the base (`distillery models import`) and name it in "
+            "student.base_model"
+        )
+    return f"base model mismatch: {where} is a {kind!r} manifest, not a base model"
 
 
 def baseline_params(space: SearchSpace) -> dict[str, Any]:

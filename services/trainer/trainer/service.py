@@ -1,7 +1,7 @@
 """The trainer's one stage: a published dataset in, a LoRA adapter and its report out.
 
-- prepare: read the spec, refuse what cannot be trained (no imported base, `gkd`), put the
-  base model and the dataset on local disk and restore the run folder
+- prepare: read the spec, refuse what cannot be trained (no imported base, `gkd`, a base that
+  is not a model), put the base model and the dataset on local disk and restore the run folder
   from the database and the store, so a run killed anywhere resumes from its last checkpoint;
 - work: train in a worker process, then store the adapter (files first, manifest last) and
   the report;
@@ -26,13 +26,14 @@ from shared.events import Event
 from shared.events.base import ArtifactRef
 from shared.events.catalog import DatasetPublished, TrainingCompleted
 from shared.logs import get_logger
-from shared.models import ModelFormatError, fetch_model_dir, store_model_dir
+from shared.models import ModelFormatError, fetch_model_dir, read_manifest, store_model_dir
 from shared.runtime.stage import Stage, StageRun
 from shared.tasks import TaskSpec, TaskSpecError, spec_from_json
 
 from .domain import (
     ProgressThrottle,
     TrialRecord,
+    base_model_refusal,
     best_trial,
     refusal,
     run_id_for,
@@ -102,6 +103,12 @@ async def prepare(deps: Deps, event: DatasetPublished, run: StageRun) -> Job:
     assert base is not None  # refusal() names the missing import
     store = deps.artifacts.sync
     folder = run_dir(deps, run_id)
+    try:
+        manifest = await run.thread(read_manifest, store, base)
+    except (ArtifactError, ModelFormatError) as exc:
+        raise PermanentError(f"base model unusable: {exc}") from None
+    if reason := base_model_refusal(spec, manifest):
+        raise PermanentError(reason)
     try:
         model_dir = await run.thread(
             fetch_model_dir, store, base, deps.work_dir / "models" / base.sha256
