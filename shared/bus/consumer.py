@@ -132,7 +132,7 @@ async def process(
         event = event_cls.model_validate_json(raw.body)
     except ValidationError as exc:
         return await _give_up(
-            raw, db, policy, service, consumer, "validation", _summarise(exc), None
+            raw, db, policy, service, consumer, "validation", validation_reason(exc), None
         )
 
     structlog.contextvars.bind_contextvars(
@@ -184,7 +184,8 @@ async def _give_up(
     return _count(consumer, f"dead_lettered_{kind}")
 
 
-def _summarise(exc: ValidationError) -> str:
+def validation_reason(exc: ValidationError) -> str:
+    """A dead letter's reason for a payload that failed validation: the first ten errors."""
     parts = [
         f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
         for err in exc.errors()[:10]

@@ -1,17 +1,33 @@
-"""Registers a catalog event's durable pull consumer on a FastStream router."""
+"""A catalog event's durable pull consumer.
+
+`subscribe`: one message per handler call, registered on a FastStream router (stages,
+anything slow or with side effects).
+`subscribe_batch`: a pulled batch per transaction (high-volume, light events), a fetch loop
+of its own that the service runs next to its relay.
+"""
 
 from __future__ import annotations
+
+import asyncio
+from contextlib import suppress
 
 from faststream.middlewares import AckPolicy as FastStreamAck
 from faststream.nats import NatsBroker, NatsRouter, PullSub
 from faststream.nats.annotations import NatsMessage
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from shared.db import Database
-from shared.events import ConsumerPolicy
+from shared.events import STREAM_NAME, ConsumerPolicy
+from shared.logs import get_logger
 
+from .batch import BatchHandler, process_batch
 from .broker import stream_ref
 from .consumer import E, Handler, durable_name, process
+
+log = get_logger(__name__)
 
 
 class _JetStreamRaw:
@@ -38,6 +54,41 @@ class _JetStreamRaw:
         await self._msg.in_progress()
 
 
+class NatsRawMessage:
+    """Adapts a nats-py JetStream message (one of a pulled batch) to the policy's RawMessage."""
+
+    def __init__(self, msg: Msg) -> None:
+        self._msg = msg
+        meta = msg.metadata
+        self.subject = msg.subject
+        self.body = msg.data
+        self.delivery = meta.num_delivered
+        self.stream_sequence = meta.sequence.stream
+
+    async def ack(self) -> None:
+        await self._msg.ack()
+
+    async def nack(self, delay: float) -> None:
+        await self._msg.nak(delay=delay)
+
+    async def reject(self) -> None:
+        await self._msg.term()
+
+    async def in_progress(self) -> None:
+        await self._msg.in_progress()
+
+
+def _consumer_config(consumer: str, event_cls: type[E], policy: ConsumerPolicy) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=consumer,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        max_deliver=policy.max_deliver,
+        ack_wait=policy.ack_wait_s,
+        filter_subject=event_cls.subject,
+    )
+
+
 def subscribe(
     router: NatsRouter | NatsBroker,
     event_cls: type[E],
@@ -51,14 +102,7 @@ def subscribe(
     """Consume `event_cls` durably as `service`; returns the durable consumer name."""
     policy = policy or ConsumerPolicy()
     consumer = durable_name(service, event_cls)
-    config = ConsumerConfig(
-        durable_name=consumer,
-        ack_policy=AckPolicy.EXPLICIT,
-        deliver_policy=DeliverPolicy.ALL,
-        max_deliver=policy.max_deliver,
-        ack_wait=policy.ack_wait_s,
-        filter_subject=event_cls.subject,
-    )
+    config = _consumer_config(consumer, event_cls, policy)
 
     async def on_message(msg: NatsMessage) -> None:
         await process(
@@ -82,3 +126,118 @@ def subscribe(
         description=(event_cls.__doc__ or "").strip() or None,
     )(on_message)
     return consumer
+
+
+class BatchConsumer:
+    """A durable pull consumer applying a pulled batch per transaction (see `shared.bus.batch`).
+
+    It runs its own fetch loop on the broker's connection instead of FastStream's batch
+    subscriber (faststream 0.7.8): that one keeps fetching until the batch is full or its
+    timeout has passed, catching only nats' own TimeoutError. Close to the deadline nats-py
+    raises the builtin one instead (seen here within a few hundred messages at a 50 ms
+    timeout); the loop then dies holding the messages it fetched, and they wait out
+    `ack_wait` (30 s) before they are redelivered.
+    One fetch per batch avoids that and needs no timeout for latency: nats-py returns as soon
+    as messages are there, with up to `batch_size` of them, so a batch grows with the backlog.
+    """
+
+    def __init__(
+        self,
+        event_cls: type[E],
+        handler: BatchHandler[E],
+        *,
+        service: str,
+        db: Database,
+        policy: ConsumerPolicy,
+        batch_size: int,
+        poll_s: float,
+    ) -> None:
+        self.event_cls = event_cls
+        self.handler = handler
+        self.service = service
+        self.db = db
+        self.policy = policy
+        self.batch_size = batch_size
+        self.poll_s = poll_s
+        self.name = durable_name(service, event_cls)
+
+    def consumer_config(self) -> ConsumerConfig:
+        return _consumer_config(self.name, self.event_cls, self.policy)
+
+    async def run(self, broker: NatsBroker, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set; a batch in progress is finished (committed, acked)."""
+        connection = await broker.connect()
+        subscription = await self._subscribe(connection.jetstream(), stop)
+        try:
+            while not stop.is_set():
+                try:
+                    messages = await subscription.fetch(self.batch_size, timeout=self.poll_s)
+                except TimeoutError:  # nothing to do (nats' TimeoutError subclasses it)
+                    continue
+                except NatsError as exc:  # a broker outage is waited out, not fatal
+                    log.warning("batch fetch failed", consumer=self.name, error=repr(exc))
+                    await _sleep_unless(stop, self.poll_s)
+                    continue
+                try:
+                    await process_batch(
+                        [NatsRawMessage(m) for m in messages],
+                        self.event_cls,
+                        self.handler,
+                        service=self.service,
+                        consumer=self.name,
+                        db=self.db,
+                        policy=self.policy,
+                    )
+                except Exception as exc:  # e.g. a NAK that could not be sent; the loop must go on
+                    log.warning("batch not settled", consumer=self.name, error=repr(exc))
+        finally:
+            with suppress(Exception):
+                await subscription.unsubscribe()
+
+    async def _subscribe(self, js: JetStreamContext, stop: asyncio.Event):
+        while True:
+            try:
+                return await js.pull_subscribe(
+                    self.event_cls.subject,
+                    durable=self.name,
+                    stream=STREAM_NAME,
+                    config=self.consumer_config(),
+                )
+            except NatsError as exc:
+                if stop.is_set():
+                    raise
+                log.warning("batch consumer not created yet", consumer=self.name, error=repr(exc))
+                await _sleep_unless(stop, self.poll_s)
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    with suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+def subscribe_batch(
+    event_cls: type[E],
+    handler: BatchHandler[E],
+    *,
+    service: str,
+    db: Database,
+    policy: ConsumerPolicy | None = None,
+    batch_size: int = 256,
+    poll_s: float = 1.0,
+) -> BatchConsumer:
+    """Consume `event_cls` durably as `service`, up to `batch_size` events per transaction.
+
+    `handler(uow, events)` gets the events not applied before, already claimed in `uow`; the
+    kernel commits and then acks. Start it with `await consumer.run(broker, stop)` (a service
+    registers it with `ServiceContext.add_batch_consumer`, which does so after startup).
+    `poll_s` is how long an idle fetch waits; it bounds how fast `stop` is noticed, not latency.
+    """
+    return BatchConsumer(
+        event_cls,
+        handler,
+        service=service,
+        db=db,
+        policy=policy or ConsumerPolicy(),
+        batch_size=batch_size,
+        poll_s=poll_s,
+    )

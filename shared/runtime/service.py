@@ -15,6 +15,7 @@ from faststream.nats import NatsBroker, NatsRouter
 
 from shared.artifacts import AsyncArtifactStore, store_from_settings
 from shared.bus import JetStreamPublisher, ensure_stream, make_broker
+from shared.bus.subscribe import BatchConsumer
 from shared.db import Database
 from shared.events import ConsumerPolicy, StreamPolicy
 from shared.logs import configure_logging, get_logger
@@ -34,6 +35,11 @@ class ServiceContext:
     policy: ConsumerPolicy
     artifacts: AsyncArtifactStore
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    batch_consumers: list[BatchConsumer] = field(default_factory=list)
+
+    def add_batch_consumer(self, consumer: BatchConsumer) -> None:
+        """Run a `subscribe_batch` consumer from startup until shutdown, next to the relay."""
+        self.batch_consumers.append(consumer)
 
     def add_stage(self, router: NatsRouter, stage: Stage) -> str:
         """Subscribe one of this service's stages (shared.runtime.stage) to its event."""
@@ -74,6 +80,8 @@ def create_service_app(
     @app.after_startup
     async def start_relay() -> None:
         tasks.append(asyncio.create_task(relay.run(ctx.stop), name=f"{name}-relay"))
+        for consumer in ctx.batch_consumers:
+            tasks.append(asyncio.create_task(consumer.run(broker, ctx.stop), name=consumer.name))
         if settings.metrics_port is not None:
             port = serve_metrics(settings.metrics_port)
             log.info("metrics listening", port=port)
