@@ -1,16 +1,8 @@
-"""Worker-process entry: `run_in_worker("evaluator.worker:evaluate", payload)`.
+"""Worker-process entry: `run.process("evaluator.worker:evaluate", EvalPayload, EvalResult)`.
 
 The parent has already fetched and sha-verified every model directory; this process only
 loads and runs them, one after another, and answers with raw outputs (scoring is the parent's,
-in pure code). Progress goes out after every batch.
-
-payload = {
-  "models": [{"key": str, "model_dir": str, "adapter_dir": str | None}],
-  "instructions": str, "golden": [{"id", "input"}], "probes": [{"id", "prompt"}],
-  "general_text": str | None, "batch_size": int, "max_new_tokens": int,
-  "latency_samples": int, "window": int, "perplexity_max_tokens": int, "device": str,
-  "precision": "auto" | "fp32" | "bf16",
-}
+in pure code). Progress goes out after every batch. The contract is contract.py.
 """
 
 from __future__ import annotations
@@ -18,32 +10,39 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from . import ml
+from .contract import EvalPayload, EvalResult, LocalOutputs, ModelToRun
 
 
-def evaluate(payload: dict[str, Any], progress: Callable[[dict[str, Any]], None]) -> dict:
+def evaluate(payload: EvalPayload, progress: Callable[[dict[str, Any]], None]) -> EvalResult:
     import torch
 
     torch.manual_seed(0)
-    device = ml.pick_device(payload["device"])
+    device = ml.pick_device(payload.device)
     results = {}
-    for spec in payload["models"]:
-        adapter = Path(spec["adapter_dir"]) if spec.get("adapter_dir") else None
-        model, tokenizer = ml.load(Path(spec["model_dir"]), adapter, device, payload["precision"])
-        results[spec["key"]] = _run_one(spec["key"], model, tokenizer, payload, progress, device)
+    for entry in payload.models:
+        model, tokenizer = ml.load(entry.model_dir, entry.adapter_dir, device, payload.precision)
+        results[entry.key] = _run_one(entry, model, tokenizer, payload, progress, device)
         del model
         gc.collect()
         if device == "cuda":
             torch.cuda.empty_cache()
-    return {"results": results}
+    return EvalResult(results=results)
 
 
-def _run_one(key, model, tokenizer, payload, progress, device) -> dict[str, Any]:
-    golden = payload["golden"]
-    prompts = ml.chat_prompts(tokenizer, payload["instructions"], [r["input"] for r in golden])
+def _run_one(
+    entry: ModelToRun,
+    model: Any,
+    tokenizer: Any,
+    payload: EvalPayload,
+    progress: Callable[[dict[str, Any]], None],
+    device: str,
+) -> LocalOutputs:
+    key = entry.key
+    golden = payload.golden
+    prompts = ml.chat_prompts(tokenizer, payload.instructions, [r.input for r in golden])
 
     def on_batch(done: int, total: int) -> None:
         progress({"model": key, "stage": "golden", "done": done, "total": total})
@@ -53,49 +52,47 @@ def _run_one(key, model, tokenizer, payload, progress, device) -> dict[str, Any]
         model,
         tokenizer,
         prompts,
-        batch_size=payload["batch_size"],
-        max_new_tokens=payload["max_new_tokens"],
+        batch_size=payload.batch_size,
+        max_new_tokens=payload.max_new_tokens,
         on_batch=on_batch,
     )
     compute_s = time.perf_counter() - began
     singles = ml.generate_single(
         model,
         tokenizer,
-        prompts[: payload["latency_samples"]],
-        max_new_tokens=payload["max_new_tokens"],
+        prompts[: payload.latency_samples],
+        max_new_tokens=payload.max_new_tokens,
     )
     progress({"model": key, "stage": "latency", "done": len(singles), "total": len(singles)})
     probe_replies = []
-    if payload["probes"]:
+    if payload.probes:
         # General capability is measured as a user would meet it: no task system prompt.
-        probe_prompts = ml.chat_prompts(tokenizer, None, [p["prompt"] for p in payload["probes"]])
+        probe_prompts = ml.chat_prompts(tokenizer, None, [p.prompt for p in payload.probes])
         probe_replies = ml.generate_batched(
             model,
             tokenizer,
             probe_prompts,
-            batch_size=payload["batch_size"],
-            max_new_tokens=payload["max_new_tokens"],
+            batch_size=payload.batch_size,
+            max_new_tokens=payload.max_new_tokens,
         )
         progress({"model": key, "stage": "probes", "done": len(probe_replies)})
     ppl = None
-    if payload["general_text"] and payload["perplexity_max_tokens"]:
+    if payload.general_text and payload.perplexity_max_tokens:
         ppl = ml.perplexity(
             model,
             tokenizer,
-            payload["general_text"],
-            window=payload["window"],
-            max_tokens=payload["perplexity_max_tokens"],
+            payload.general_text,
+            window=payload.window,
+            max_tokens=payload.perplexity_max_tokens,
         )
         progress({"model": key, "stage": "perplexity", "value": ppl})
-    return {
-        "replies": {r["id"]: g.text for r, g in zip(golden, replies, strict=True)},
-        "latency_ms_amortised": [g.latency_ms for g in replies],
-        "latency_ms_single": [g.latency_ms for g in singles],
-        "compute_s_per_example": compute_s / max(1, len(golden)),
-        "probe_replies": {
-            p["id"]: g.text for p, g in zip(payload["probes"], probe_replies, strict=True)
-        },
-        "perplexity": ppl,
-        "device": device,
-        "batch_size": payload["batch_size"],
-    }
+    return LocalOutputs(
+        replies={r.id: g.text for r, g in zip(golden, replies, strict=True)},
+        latency_ms_amortised=[g.latency_ms for g in replies],
+        latency_ms_single=[g.latency_ms for g in singles],
+        compute_s_per_example=compute_s / max(1, len(golden)),
+        probe_replies={p.id: g.text for p, g in zip(payload.probes, probe_replies, strict=True)},
+        perplexity=ppl,
+        device=device,
+        batch_size=payload.batch_size,
+    )
