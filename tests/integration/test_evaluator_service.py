@@ -36,8 +36,9 @@ import pytest
 from sqlalchemy import func, select
 
 from evaluator import ml
+from evaluator.handlers import build_deps
 from evaluator.models import EvaluationRow, ResultRow
-from evaluator.service import Evaluator
+from evaluator.service import Deps, stages
 from evaluator.settings import EvaluatorSettings
 from shared.artifacts import AsyncArtifactStore, LocalArtifactStore
 from shared.artifacts.base import object_key
@@ -56,6 +57,7 @@ from shared.events.catalog import (
 from shared.models import store_model_dir
 from shared.relay import OutboxRelay
 from shared.runtime.service import ServiceContext
+from shared.runtime.stage import handler_for
 from shared.settings import PlatformSettings
 from tests.fixtures.eval_teacher import ScriptedTeacher, scripted_teacher
 from tests.fixtures.processes import serve, stop
@@ -221,7 +223,7 @@ def weak_teacher():
 @dataclass
 class World:
     ctx: ServiceContext
-    evaluator: Evaluator
+    deps: Deps
     store: LocalArtifactStore
     spec: ArtifactRef
     base: ArtifactRef
@@ -280,7 +282,7 @@ def make_world(tmp_path: Path, db: Database, teacher: ScriptedTeacher, base_dir:
         artifacts=AsyncArtifactStore(store),
     )
     world = World(
-        ctx, Evaluator(ctx, SETTINGS), store, make_spec(store, teacher.base_url, base), base
+        ctx, build_deps(ctx, SETTINGS), store, make_spec(store, teacher.base_url, base), base
     )
     for name, directory in adapters.items():
         world.adapters[name] = store_model_dir(
@@ -329,14 +331,15 @@ class FakeMessage:
 
 
 async def deliver(world: World, event: Event, delivery: int = 1) -> str:
-    training = isinstance(event, TrainingCompleted)
+    """One delivery through the kernel's consumer policy and the stage template's handler."""
+    [stage] = [s for s in stages(world.deps) if s.consumes is type(event)]
     msg = FakeMessage(event.model_dump_json().encode(), event.subject, delivery)
     return await process(
         msg,
         type(event),
-        world.evaluator.on_training if training else world.evaluator.on_quantized,
+        handler_for(stage, service="evaluator", db=world.ctx.db),
         service="evaluator",
-        consumer=TRAIN if training else QUANT,
+        consumer=TRAIN if isinstance(event, TrainingCompleted) else QUANT,
         db=world.ctx.db,
         policy=world.ctx.policy,
     )
@@ -534,13 +537,15 @@ async def test_corrupted_adapter_is_refused(db, tmp_path, teacher, base_dir, unt
     asked = len(teacher.requests)
 
     event = trained(world, "untrained")
-    assert await deliver(world, event) == "dead_lettered_permanent"
+    assert await deliver(world, event, delivery=1) == "dead_lettered_permanent"
     out = await answers(db, event)
-    [letter] = out[DeadLettered.subject]
-    [failed] = out[CycleFailed.subject]
-    assert EvaluationCompleted.subject not in out
+    [letter] = out.pop(DeadLettered.subject)
+    [failed] = out.pop(CycleFailed.subject)
+    assert out == {}, "no evaluation.completed, no iteration"
+    assert letter.error_kind == "permanent" and letter.original_event_id == str(event.event_id)
     assert "refused" in letter.reason and weights.sha256 in letter.reason
     assert failed.stage == "evaluation" and "adapter" in failed.reason
+    assert failed.causation_id == event.event_id and failed.cycle_id == event.cycle_id
     assert len(teacher.requests) == asked, "refused before any teacher token was spent"
     assert await count(db, EvaluationRow) == 0
     # Dead-lettered and marked applied: a stray redelivery does nothing more.
@@ -555,10 +560,19 @@ async def test_adapter_for_another_base_is_refused(
     world.adapters["stray"] = store_model_dir(
         world.store, untrained_adapter_dir, "stray", kind="adapter", base_model="e" * 64
     )
+    asked = len(teacher.requests)
     event = trained(world, "stray")
-    assert await deliver(world, event) == "dead_lettered_permanent"
-    [failed] = (await answers(sqlite_db, event))[CycleFailed.subject]
-    assert "was trained on base eeeeeeeeeeee" in failed.reason
+    assert await deliver(world, event, delivery=1) == "dead_lettered_permanent"
+    out = await answers(sqlite_db, event)
+    [letter] = out.pop(DeadLettered.subject)
+    [failed] = out.pop(CycleFailed.subject)
+    assert out == {}, "no evaluation.completed, no iteration"
+    assert letter.error_kind == "permanent" and letter.original_event_id == str(event.event_id)
+    assert "was trained on base eeeeeeeeeeee" in letter.reason
+    assert failed.stage == "evaluation" and "was trained on base eeeeeeeeeeee" in failed.reason
+    assert failed.causation_id == event.event_id
+    assert len(teacher.requests) == asked, "refused before any teacher token was spent"
+    assert await count(sqlite_db, EvaluationRow) == 0
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)

@@ -1,29 +1,35 @@
-"""The bus edge: which events the evaluator consumes, and the use case each one runs."""
+"""The bus edge: the evaluator's stages, subscribed through the stage template."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 from faststream.nats import NatsRouter
 
-from shared.bus import Delivery, subscribe
-from shared.events.catalog import QuantizationCompleted, TrainingCompleted
 from shared.runtime.service import ServiceContext
 
-from .service import NAME, Evaluator
+from .results import ArtifactReader, ResultsCache
+from .service import Deps, stages
 from .settings import EvaluatorSettings
+
+
+def build_deps(ctx: ServiceContext, settings: EvaluatorSettings) -> Deps:
+    reader = ArtifactReader(ctx.artifacts)
+    return Deps(
+        db=ctx.db,
+        artifacts=ctx.artifacts,
+        reader=reader,
+        cache=ResultsCache(ctx.db, reader),
+        settings=settings,
+        work_dir=Path(settings.work_dir or ctx.settings.home / "evaluator").resolve(),
+        operator_hosts=tuple(ctx.settings.allowed_teacher_hosts),
+        worker_slots=asyncio.Semaphore(settings.max_concurrent_evaluations),
+    )
 
 
 def build_router(ctx: ServiceContext, settings: EvaluatorSettings) -> NatsRouter:
     router = NatsRouter()
-    evaluator = Evaluator(ctx, settings)
-
-    async def on_training(event: TrainingCompleted, delivery: Delivery) -> None:
-        await evaluator.on_training(event, delivery)
-
-    async def on_quantized(event: QuantizationCompleted, delivery: Delivery) -> None:
-        await evaluator.on_quantized(event, delivery)
-
-    subscribe(router, TrainingCompleted, on_training, service=NAME, db=ctx.db, policy=ctx.policy)
-    subscribe(
-        router, QuantizationCompleted, on_quantized, service=NAME, db=ctx.db, policy=ctx.policy
-    )
+    for stage in stages(build_deps(ctx, settings)):
+        ctx.add_stage(router, stage)
     return router

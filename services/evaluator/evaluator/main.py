@@ -8,13 +8,12 @@ from shared.runtime.service import create_service_app
 from shared.settings import PlatformSettings
 
 from .handlers import build_router
-from .service import NAME
-from .settings import EvaluatorSettings
+from .settings import NAME, EvaluatorSettings
 
 
 def create_app(
     settings: PlatformSettings | None = None,
     service_settings: EvaluatorSettings | None = None,
 ) -> FastStream:
-    evaluator_settings = service_settings or EvaluatorSettings()
-    return create_service_app(NAME, lambda ctx: build_router(ctx, evaluator_settings), settings)
+    own = service_settings or EvaluatorSettings()
+    return create_service_app(NAME, lambda ctx: build_router(ctx, own), settings)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+from shared.artifacts import AsyncArtifactStore
 from shared.events import Event
 from shared.events.base import ArtifactRef
 from shared.events.catalog import (
@@ -17,17 +18,14 @@ from shared.events.catalog import (
 
 from .assemble import COST_NOTE, LATENCY_NOTE
 from .domain import Decision
+from .inputs import Inputs
 from .report import FORMAT, store_report
-
-if TYPE_CHECKING:
-    from .service import Evaluator, Inputs
-
-PRODUCER = "evaluator"
+from .settings import NAME
 
 
 @dataclass
 class Outcome:
-    """What one evaluation commits: its row and the events it causes."""
+    """What one evaluation commits with the claim: its row and the events it causes."""
 
     row: dict[str, Any]
     events: list[Event] = field(default_factory=list)
@@ -53,8 +51,14 @@ class Verdict:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-async def commit_plan(ev: Evaluator, inputs: Inputs, v: Verdict) -> Outcome:
-    """Store the report, then build the events and the row (committed by the caller)."""
+async def conclude(
+    artifacts: AsyncArtifactStore, compute_hour_usd: float, inputs: Inputs, v: Verdict
+) -> Outcome:
+    """Store the report, then build the events and the row (recorded by the stage).
+
+    The report is content-addressed, so a redelivery before the commit stores the same refs.
+    A decision of "failed" is an answer, not a give-up: the cycle ends with the verdict.
+    """
     passed = v.decision.outcome == "passed"
     report = {
         "format": FORMAT,
@@ -78,15 +82,15 @@ async def commit_plan(ev: Evaluator, inputs: Inputs, v: Verdict) -> Outcome:
         "latency_note": LATENCY_NOTE,
         "cost": {
             "per_query_usd": {k: s["cost_per_query_usd"] for k, s in v.sections.items()},
-            "compute_hour_usd": ev.settings.compute_hour_usd,
+            "compute_hour_usd": compute_hour_usd,
             "note": COST_NOTE,
         },
         **v.extra,
     }
-    report_ref = await store_report(ev.ctx.artifacts, report)
+    report_ref = await store_report(artifacts, report)
     completed = v.source.caused(
         EvaluationCompleted,
-        producer=PRODUCER,
+        producer=NAME,
         evaluation_id=inputs.evaluation_id,
         task_name=v.task_name,
         task_version=v.task_version,
@@ -106,7 +110,7 @@ async def commit_plan(ev: Evaluator, inputs: Inputs, v: Verdict) -> Outcome:
         events.append(
             completed.caused(
                 CycleIterationRequested,
-                producer=PRODUCER,
+                producer=NAME,
                 task_name=v.task_name,
                 task_version=v.task_version,
                 task_spec=v.task_spec,
@@ -119,7 +123,7 @@ async def commit_plan(ev: Evaluator, inputs: Inputs, v: Verdict) -> Outcome:
         events.append(
             completed.caused(
                 CycleFailed,
-                producer=PRODUCER,
+                producer=NAME,
                 task_name=v.task_name,
                 stage="evaluation",
                 reason=v.decision.reason or "evaluation failed",

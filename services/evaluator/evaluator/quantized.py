@@ -1,61 +1,67 @@
-"""Use case: a quantized variant against the unquantized student it was made from.
+"""A quantized variant against the unquantized student it was made from: checks and verdict.
 
 The variant is evaluated as a full model directory on the same golden set; the student's
 quality comes from this service's own verdict on the source adapter (evaluator_evaluations),
 so the comparison uses the numbers that let the adapter through. Only transformers
 safetensors models can be run here; any other format (GGUF, say) is refused by name and
 dead-lettered. A failing variant is reported and not deployed; neither ends the cycle, since
-the adapter and other variants may still ship.
+the adapter and other variants may still ship. Pure: the service fetches the results.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Any
 
-from shared.bus import Delivery, PermanentError
 from shared.events.catalog import QuantizationCompleted
 
 from . import domain
 from .assemble import flat_metrics, latency_basis, local_cost, score, section
+from .inputs import Inputs
 from .metrics import percentile
-from .outcome import Outcome, Verdict, commit_plan
-from .results import LocalModel
-
-if TYPE_CHECKING:
-    from .service import Evaluator, Inputs
+from .outcome import Verdict
+from .repository import SourceVerdict
 
 
-async def evaluate(
-    ev: Evaluator, event: QuantizationCompleted, inputs: Inputs, delivery: Delivery
-) -> Outcome:
-    spec = inputs.spec
-    manifest = await ev.reader.manifest(event.model, "quantized model")
+def refusal(manifest: Mapping[str, Any], event: QuantizationCompleted) -> str | None:
+    """Why this evaluator cannot run the variant, or None."""
     files = set(manifest.get("files", {}))
     if (
         manifest.get("kind", "model") != "model"
         or "config.json" not in files
         or not any(f.endswith(".safetensors") for f in files)
     ):
-        raise PermanentError(
+        return (
             f"quantized model {event.model.sha256[:12]} ({event.quant_format}) is not a "
             "transformers safetensors model; this evaluator cannot run it"
         )
-    source = await ev.source_evaluation(event.source_adapter.sha256, inputs.golden_ref.sha256)
-    if source is None:
-        raise PermanentError(
-            f"no evaluation of source adapter {event.source_adapter.sha256[:12]} on golden set "
-            f"{inputs.golden_ref.sha256[:12]}; cannot measure quality retention"
-        )
-    variant = LocalModel(key=event.model.sha256, model=event.model)
-    local, cached = await ev.local_results(inputs, [variant], delivery)
-    result = local[variant.key]
+    return None
+
+
+def no_source(event: QuantizationCompleted, golden_sha: str) -> str:
+    return (
+        f"no evaluation of source adapter {event.source_adapter.sha256[:12]} on golden set "
+        f"{golden_sha[:12]}; cannot measure quality retention"
+    )
+
+
+def verdict(
+    event: QuantizationCompleted,
+    inputs: Inputs,
+    source: SourceVerdict,
+    result: Mapping[str, Any],
+    *,
+    cached: bool,
+    compute_hour_usd: float,
+) -> Verdict:
+    spec = inputs.spec
     metrics = score(result, inputs.rows, spec)
     sections = {
         "candidate": section(
             result,
             metrics,
-            cached=variant.key in cached,
-            cost=local_cost(result, ev.settings.compute_hour_usd),
+            cached=cached,
+            cost=local_cost(result, compute_hour_usd),
             probes=inputs.probes,
         )
     }
@@ -72,7 +78,7 @@ async def evaluate(
     kept = domain.retention(quality, source.quality)
     if kept is not None:
         flat["quant_retention"] = kept
-    verdict = Verdict(
+    return Verdict(
         source=event,
         task_name=event.task_name,
         task_version=event.task_version,
@@ -97,4 +103,3 @@ async def evaluate(
             "latency_basis": basis,
         },
     )
-    return await commit_plan(ev, inputs, verdict)

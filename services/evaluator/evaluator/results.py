@@ -1,5 +1,5 @@
-"""Getting each model's raw outputs on a golden set: from the results cache, from the teacher,
-or from a worker process running the local models.
+"""Getting each model's raw outputs on a golden set: from the results cache, or from a worker
+process running the local models (the teacher's come through teacher.py).
 
 A model's results are cached by (model key, golden-set sha256, setup sha256): the setup hash
 covers everything else that shapes the outputs (instructions, generation settings, probe set,
@@ -12,22 +12,19 @@ import asyncio
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
-
 from shared.artifacts import ArtifactError, AsyncArtifactStore
-from shared.bus import Delivery, PermanentError
+from shared.bus import PermanentError
 from shared.db import Database
 from shared.events.base import ArtifactRef
 from shared.logs import get_logger
 from shared.models import ModelFormatError, fetch_model_dir, read_manifest
-from shared.runtime.worker import run_in_worker
+from shared.runtime.stage import StageRun
 
-from .models import ResultRow
+from .contract import EvalPayload, EvalResult, LocalOutputs, ModelToRun
+from .repository import cached_results_ref, remember_results
 
 log = get_logger(__name__)
 WORKER = "evaluator.worker:evaluate"
@@ -75,21 +72,14 @@ class ArtifactReader:
 
 
 class ResultsCache:
+    """Results as JSON artifacts, found through `evaluator_results` rows."""
+
     def __init__(self, db: Database, reader: ArtifactReader) -> None:
         self.db = db
         self.reader = reader
 
     async def get(self, model_key: str, golden: str, setup: str) -> dict[str, Any] | None:
-        async with self.db.uow() as uow:
-            row = await uow.session.scalar(
-                select(ResultRow).where(
-                    ResultRow.model_key == model_key,
-                    ResultRow.golden_sha256 == golden,
-                    ResultRow.setup_sha256 == setup,
-                )
-            )
-            # Read inside the unit of work: its exit rolls back, which expires loaded rows.
-            ref = row.ref() if row is not None else None
+        ref = await cached_results_ref(self.db, model_key, golden, setup)
         if ref is None:
             return None
         return json.loads(await self.reader.get(ref, "cached results"))
@@ -99,54 +89,29 @@ class ResultsCache:
     ) -> None:
         body = json.dumps(result, sort_keys=True).encode()
         ref = await self.reader.artifacts.put_bytes(body, media_type="application/json")
-        insert = postgresql.insert if self.db.dialect == "postgresql" else sqlite.insert
-        stmt = insert(ResultRow).values(
-            model_key=model_key,
-            golden_sha256=golden,
-            setup_sha256=setup,
-            role=role,
-            created_at=datetime.now(UTC),
-            **ref.model_dump(),
-        )
-        # A cache, not an effect: written before the claim, and a second writer is harmless.
-        async with self.db.uow() as uow:
-            await uow.session.execute(stmt.on_conflict_do_nothing())
-            await uow.commit()
+        await remember_results(self.db, model_key, golden, setup, role, ref)
+
+
+async def fetch(models: list[LocalModel], reader: ArtifactReader, root: Path) -> list[ModelToRun]:
+    """Each model's directories on local disk, sha-verified: a corrupt one is refused here."""
+    out = []
+    for m in models:
+        model_dir = await reader.model_dir(m.model, root, "model")
+        adapter_dir = None
+        if m.adapter is not None:
+            adapter_dir = await reader.model_dir(m.adapter, root, "adapter")
+        out.append(ModelToRun(key=m.key, model_dir=model_dir, adapter_dir=adapter_dir))
+    return out
 
 
 async def run_local(
-    models: list[LocalModel],
-    payload: dict[str, Any],
-    *,
-    reader: ArtifactReader,
-    work_dir: Path,
-    delivery: Delivery,
-    log_name: str,
-) -> dict[str, dict[str, Any]]:
-    """Fetch each model (sha-verified), then run them all in one worker process."""
-    entries = []
-    for m in models:
-        model_dir = await reader.model_dir(m.model, work_dir / "models", "model")
-        adapter_dir = None
-        if m.adapter is not None:
-            adapter_dir = await reader.model_dir(m.adapter, work_dir / "models", "adapter")
-        entries.append(
-            {
-                "key": m.key,
-                "model_dir": str(model_dir),
-                "adapter_dir": str(adapter_dir) if adapter_dir else None,
-            }
-        )
+    run: StageRun, payload: EvalPayload, *, log_path: Path
+) -> dict[str, LocalOutputs]:
+    """Run every model in the payload in one worker process, under the stage's heartbeat."""
 
     async def on_progress(update: dict[str, Any]) -> None:
         log.info("evaluation progress", **update)
 
-    (work_dir / "logs").mkdir(parents=True, exist_ok=True)
-    out = await run_in_worker(
-        WORKER,
-        {**payload, "models": entries},
-        heartbeat=delivery.heartbeat(),
-        on_progress=on_progress,
-        log_path=work_dir / "logs" / f"{log_name}.log",
-    )
-    return out["results"]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    out = await run.process(WORKER, payload, EvalResult, on_progress=on_progress, log_path=log_path)
+    return out.results

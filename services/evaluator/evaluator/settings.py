@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+NAME = "evaluator"
+
 
 class EvaluatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EVALUATOR_", extra="ignore")
@@ -35,5 +37,7 @@ class EvaluatorSettings(BaseSettings):
     teacher_max_tokens: int = Field(default=512, ge=1)
     judge: bool = Field(default=False, description="also grade the candidate with the teacher")
     max_concurrent_evaluations: int = Field(
-        default=1, ge=1, description="model evaluations run at once in this process"
+        default=1,
+        ge=1,
+        description="evaluations run at once in this process, adapters and variants together",
     )
