@@ -21,7 +21,7 @@ class TaskSpecError(ValueError):
 
 
 # Union members appear in loc by type name ("str", "ArtifactRef"); field names never do.
-_TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none"}
+_TYPE_TAGS = {"str", "constrained-str", "int", "float", "bool", "dict", "list", "none"}
 
 
 def _is_tag(part: int | str) -> bool:
@@ -39,11 +39,12 @@ def problems_of(error: ValidationError) -> list[str]:
     items = error.errors(include_url=False)
     # A value that fits no member of `ArtifactRef | str` gets one error per member; before
     # apply the user writes a path, so the string member's complaint is the one to show.
-    str_members = {_field(i["loc"]) for i in items if i["loc"] and i["loc"][-1] == "str"}
+    strs = {"str", "constrained-str"}
+    str_members = {_field(i["loc"]) for i in items if i["loc"] and i["loc"][-1] in strs}
     lines = []
     for item in items:
         loc = _field(item["loc"])
-        if loc in str_members and item["loc"][-1] != "str" and _is_tag(item["loc"][-1]):
+        if loc in str_members and item["loc"][-1] not in strs and _is_tag(item["loc"][-1]):
             continue
         message = item["msg"].removeprefix("Value error, ")
         # Cross-field checks name their own field; don't prefix them with "(top level)".

@@ -93,6 +93,10 @@ class Student(Spec):
     base_model: str = Field(min_length=1)
     base_model_ref: ArtifactRef | None = None
     max_seq_len: int = Field(default=512, ge=32, le=32768)
+    # The student's own system prompt. The teacher keeps the full instructions; the student
+    # learns them into its weights, so it is trained, evaluated and served with this short one
+    # (None: one line naming the task and its output keys, see TaskSpec.student_prompt).
+    prompt: str | None = Field(default=None, min_length=1, max_length=4000)
 
 
 class Range(Spec):
@@ -172,6 +176,15 @@ class TaskSpec(Spec):
     quantization: list[QuantTarget] = Field(default=["int8"])
     rollout: Rollout = Rollout()
     residency: Residency
+
+    @property
+    def student_prompt(self) -> str:
+        """What the student sees as its system prompt, in training, evaluation and serving."""
+        if self.student.prompt is not None:
+            return self.student.prompt
+        keys = list((self.output_schema or {}).get("properties", {}))
+        answer = f"one JSON object with keys {', '.join(keys)}" if keys else "the answer"
+        return f"Task: {self.name}. Reply with {answer}."
 
     @field_validator("output_schema")
     @classmethod

@@ -299,3 +299,21 @@ def test_show_prints_yaml_that_reads_back_as_the_stored_spec():
     text = to_yaml(data)
     assert "description: |-\n  line one\n  line two\n" in text
     assert yaml.safe_load(text) == data
+
+
+PACK = Path(__file__).resolve().parents[2] / "tasks" / "ticket-triage"
+
+
+def test_the_student_prompt_is_one_short_line_naming_the_task_and_its_keys():
+    spec = load_spec(PACK / "spec.yaml")
+    prompt = spec.student_prompt
+    assert "\n" not in prompt and len(prompt) < len(spec.instructions) / 10
+    assert spec.name in prompt
+    for key in spec.output_schema["properties"]:
+        assert key in prompt
+
+
+def test_a_stated_student_prompt_wins():
+    data = minimal_spec(student={"base_model": "tiny", "prompt": "Say yes or no as JSON."})
+    assert parse_spec(data).student_prompt == "Say yes or no as JSON."
+    assert "label, escalate" in parse_spec(minimal_spec()).student_prompt
