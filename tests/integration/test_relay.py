@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import event, func, select
 
 from shared.bus import JetStreamPublisher, make_broker
 from shared.db import Database, OutboxRow
 from shared.events.catalog import CycleRequested
-from shared.relay import OutboxRelay
+from shared.relay import OutboxRelay, PipelinedPublisher
 from tests.fixtures.streams import stream_messages
 
 
@@ -24,6 +26,18 @@ class CountingPublisher:
     async def publish(self, subject: str, payload: bytes, event_id: str) -> None:
         self.calls.append(event_id)
         await self.inner.publish(subject, payload, event_id)
+
+
+class CountingPipelined:
+    """The pipelined JetStream publisher the relay uses by default, counting what it sends."""
+
+    def __init__(self, inner: JetStreamPublisher) -> None:
+        self.inner = PipelinedPublisher(inner)
+        self.calls: list[str] = []
+
+    async def publish_batch(self, messages: Sequence[tuple[str, bytes, str]]) -> list:
+        self.calls.extend(event_id for _, _, event_id in messages)
+        return await self.inner.publish_batch(messages)
 
 
 async def stage(db: Database, producer: str, n: int) -> list[CycleRequested]:
@@ -65,14 +79,15 @@ async def test_relay_only_sends_its_producers_rows(private_nats, db: Database):
     assert await unsent(db) == 2
 
 
-async def test_concurrent_relays_send_each_row_once(private_nats, db_url: str):
+@pytest.mark.parametrize("publisher", [CountingPublisher, CountingPipelined])
+async def test_concurrent_relays_send_each_row_once(private_nats, db_url: str, publisher):
     # Separate Database objects: separate pools, as separate processes would have.
     dbs = [Database(db_url) for _ in range(3)]
     try:
         events = await stage(dbs[0], "p", 300)
         async with make_broker(private_nats.url, client_name="relay") as broker:
             await broker.connect()
-            publishers = [CountingPublisher(JetStreamPublisher(broker)) for _ in dbs]
+            publishers = [publisher(JetStreamPublisher(broker)) for _ in dbs]
             relays = [
                 OutboxRelay(d, pub, producer="p", batch_size=20, name=f"r{i}")
                 for i, (d, pub) in enumerate(zip(dbs, publishers, strict=True))
@@ -129,3 +144,21 @@ async def test_duplicate_window_drops_a_repeated_event_id(private_nats):
         await publisher.publish_event(event)
         await publisher.publish_event(event)
     assert len(await stream_messages(private_nats.url)) == 1
+
+
+async def test_a_pass_marks_its_whole_batch_sent_in_one_statement(private_nats, db: Database):
+    await stage(db, "p", 50)
+    updates: list[str] = []
+
+    @event.listens_for(db.engine.sync_engine, "before_cursor_execute")
+    def record(conn, cursor, statement: str, *args) -> None:
+        if statement.lstrip().upper().startswith("UPDATE OUTBOX SET SENT_AT"):
+            updates.append(statement)
+
+    async with make_broker(private_nats.url, client_name="relay") as broker:
+        await broker.connect()
+        relay = OutboxRelay(db, JetStreamPublisher(broker), producer="p", batch_size=50)
+        assert await relay.drain_once() == 50
+    assert len(updates) == 1
+    assert await unsent(db) == 0
+    assert len(await stream_messages(private_nats.url)) == 50
