@@ -42,6 +42,15 @@ class CycleRequested(Event):
     reason: CycleReason = "manual"
 
 
+class Confusion(Frozen):
+    """One way the student gets a field wrong: labels only, never an input text."""
+
+    field: Name
+    expected: str = Field(max_length=256)
+    got: str = Field(max_length=256, description="'<invalid>' when the reply did not parse")
+    count: int = Field(ge=1, le=MAX_COUNT)
+
+
 class CycleIterationRequested(Event):
     """The candidate failed its gates; generate data focused on the failing slices."""
 
@@ -53,6 +62,11 @@ class CycleIterationRequested(Event):
     iteration: int = Field(ge=2, le=MAX_COUNT, description="1 is the cycle's first pass")
     failing_slices: list[Name] = Field(min_length=1, max_length=MAX_ITEMS)
     evaluation_report: ArtifactRef
+    error_patterns: list[Confusion] = Field(
+        default_factory=list,
+        max_length=MAX_ITEMS,
+        description="the student's most frequent confusions per field, for synth-data to aim at",
+    )
 
 
 class CycleFailed(Event):
