@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from shared.events.base import ArtifactRef, Frozen
+from shared.llm.hosts import spec_list, target_of
 
 QuantTarget = Literal["int8", "int4", "fp8", "gguf"]
 
@@ -209,11 +210,13 @@ class TaskSpec(Spec):
                 raise ValueError(
                     f"seed_examples.{i}.use_case: {example.use_case!r} is not one of {names}"
                 )
-        if self.teacher.host not in self.residency.allowed_teacher_hosts:
-            # Caught at apply time too, not only when synth-data first calls the teacher.
+        # Caught at apply time too, not only when a service first calls the teacher; the same
+        # normalised comparison (case, trailing dot, IDNA, port) the LLM client enforces.
+        allowed = self.residency.allowed_teacher_hosts
+        if not spec_list(allowed).allows(target_of(self.teacher.base_url)):
             raise ValueError(
                 f"teacher.base_url: host {self.teacher.host!r} is outside "
-                f"residency.allowed_teacher_hosts {self.residency.allowed_teacher_hosts}"
+                f"residency.allowed_teacher_hosts {allowed}"
             )
         return self
 

@@ -317,3 +317,14 @@ def test_a_stated_student_prompt_wins():
     data = minimal_spec(student={"base_model": "tiny", "prompt": "Say yes or no as JSON."})
     assert parse_spec(data).student_prompt == "Say yes or no as JSON."
     assert "label, escalate" in parse_spec(minimal_spec()).student_prompt
+
+
+@pytest.mark.parametrize("listed", ["LOCALHOST.", "localhost:8000", "127.0.0.1"])
+def test_the_spec_allow_list_compares_normalised_hosts(listed: str):
+    teacher = {"base_url": "http://localhost:8000/v1", "model": "teacher"}
+    if listed == "127.0.0.1":
+        with pytest.raises(TaskSpecError, match="outside residency"):
+            parse_spec(minimal_spec(teacher=teacher, residency={"allowed_teacher_hosts": [listed]}))
+        return
+    spec = parse_spec(minimal_spec(teacher=teacher, residency={"allowed_teacher_hosts": [listed]}))
+    assert spec.teacher.host == "localhost"
