@@ -17,11 +17,25 @@ CycleReason = Literal["manual", "schedule", "drift", "feedback"]
 QuantFormat = Literal["int8", "int4", "fp8", "gguf"]
 RolloutStage = Literal["shadow", "ab", "full", "rolled_back"]
 
+# Who may publish each event and who consumes it, by bus identity: a service's NAME, "ops" for
+# the CLI, "ingest" for outside apps. shared/bus/auth.py turns these into NATS permissions,
+# so a producer missing here is refused by the server, not by a code review.
+Who = frozenset[str]
+NOBODY: Who = frozenset()
+OPS: Who = frozenset({"ops"})
+INGEST: Who = frozenset({"ingest"})
+# The services whose stages can end a cycle (CycleFailed.stage names their stage).
+STAGES: Who = frozenset({"synth-data", "curation", "trainer", "evaluator", "quantizer", "deployer"})
+SERVICES: Who = STAGES | {"feedback-collector"}
+IDENTITIES: Who = SERVICES | OPS | INGEST
+
 
 class TaskRegistered(Event):
     """A task spec was applied; versions are immutable, a re-apply makes a new version."""
 
     subject: ClassVar[str] = "distillery.task.registered.v1"
+    producers: ClassVar[Who] = OPS
+    consumers: ClassVar[Who] = frozenset({"synth-data"})
     task_name: Name
     task_version: int = Field(ge=1, le=MAX_COUNT)
     spec: ArtifactRef
@@ -31,6 +45,8 @@ class CycleRequested(Event):
     """Start of an improvement cycle; its event's cycle_id names the cycle."""
 
     subject: ClassVar[str] = "distillery.cycle.requested.v1"
+    producers: ClassVar[Who] = OPS | {"feedback-collector"}
+    consumers: ClassVar[Who] = frozenset({"synth-data"})
     cycle_id: UUID
     task_name: Name
     task_version: int | None = Field(
@@ -55,6 +71,8 @@ class CycleIterationRequested(Event):
     """The candidate failed its gates; generate data focused on the failing slices."""
 
     subject: ClassVar[str] = "distillery.cycle.iteration.requested.v1"
+    producers: ClassVar[Who] = frozenset({"evaluator"})
+    consumers: ClassVar[Who] = frozenset({"synth-data"})
     cycle_id: UUID
     task_name: Name
     task_version: int = Field(ge=1, le=MAX_COUNT)
@@ -71,6 +89,8 @@ class CycleIterationRequested(Event):
 
 class CycleFailed(Event):
     subject: ClassVar[str] = "distillery.cycle.failed.v1"
+    producers: ClassVar[Who] = STAGES
+    consumers: ClassVar[Who] = NOBODY
     cycle_id: UUID
     task_name: Name
     stage: Literal["synth", "curation", "training", "evaluation", "quantization", "rollout"]
@@ -79,6 +99,8 @@ class CycleFailed(Event):
 
 class SynthCompleted(Event):
     subject: ClassVar[str] = "distillery.synth.completed.v1"
+    producers: ClassVar[Who] = frozenset({"synth-data"})
+    consumers: ClassVar[Who] = frozenset({"curation"})
     cycle_id: UUID
     task_name: Name
     task_version: int = Field(ge=1, le=MAX_COUNT)
@@ -96,6 +118,8 @@ class DatasetPublished(Event):
     """An immutable, content-addressed dataset version is ready for training."""
 
     subject: ClassVar[str] = "distillery.dataset.published.v1"
+    producers: ClassVar[Who] = frozenset({"curation"})
+    consumers: ClassVar[Who] = frozenset({"trainer"})
     cycle_id: UUID
     task_name: Name
     task_version: int = Field(ge=1, le=MAX_COUNT)
@@ -111,6 +135,8 @@ class DatasetPublished(Event):
 
 class TrainingProgressed(Event):
     subject: ClassVar[str] = "distillery.training.progressed.v1"
+    producers: ClassVar[Who] = frozenset({"trainer"})
+    consumers: ClassVar[Who] = NOBODY
     cycle_id: UUID
     run_id: UUID
     trial: int | None = Field(default=None, ge=0, le=MAX_COUNT)
@@ -123,6 +149,8 @@ class TrainingProgressed(Event):
 
 class TrainingCompleted(Event):
     subject: ClassVar[str] = "distillery.training.completed.v1"
+    producers: ClassVar[Who] = frozenset({"trainer"})
+    consumers: ClassVar[Who] = frozenset({"evaluator"})
     cycle_id: UUID
     run_id: UUID
     task_name: Name
@@ -153,6 +181,8 @@ class GateResult(Frozen):
 
 class EvaluationCompleted(Event):
     subject: ClassVar[str] = "distillery.evaluation.completed.v1"
+    producers: ClassVar[Who] = frozenset({"evaluator"})
+    consumers: ClassVar[Who] = frozenset({"quantizer", "deployer"})
     cycle_id: UUID
     evaluation_id: UUID
     task_name: Name
@@ -171,6 +201,8 @@ class EvaluationCompleted(Event):
 
 class QuantizationCompleted(Event):
     subject: ClassVar[str] = "distillery.quantization.completed.v1"
+    producers: ClassVar[Who] = frozenset({"quantizer"})
+    consumers: ClassVar[Who] = frozenset({"evaluator"})
     cycle_id: UUID
     task_name: Name
     task_version: int = Field(ge=1, le=MAX_COUNT)
@@ -182,6 +214,8 @@ class QuantizationCompleted(Event):
 
 class RolloutChanged(Event):
     subject: ClassVar[str] = "distillery.rollout.changed.v1"
+    producers: ClassVar[Who] = frozenset({"deployer"})
+    consumers: ClassVar[Who] = frozenset({"feedback-collector"})
     cycle_id: UUID | None
     deployment_id: UUID
     task_name: Name
@@ -200,6 +234,8 @@ class TrafficLogged(Event):
     """One production request; outside gateways may publish this straight onto the bus."""
 
     subject: ClassVar[str] = "distillery.traffic.logged.v1"
+    producers: ClassVar[Who] = INGEST | {"deployer"}
+    consumers: ClassVar[Who] = frozenset({"feedback-collector"})
     cycle_id: UUID | None = None
     request_id: UUID
     task_name: Name
@@ -216,6 +252,8 @@ class FeedbackRecorded(Event):
     """A user's verdict on a logged request; outside apps may publish this directly."""
 
     subject: ClassVar[str] = "distillery.feedback.recorded.v1"
+    producers: ClassVar[Who] = INGEST
+    consumers: ClassVar[Who] = frozenset({"feedback-collector"})
     cycle_id: UUID | None = None
     request_id: UUID
     task_name: Name
@@ -226,6 +264,8 @@ class FeedbackRecorded(Event):
 
 class DriftDetected(Event):
     subject: ClassVar[str] = "distillery.drift.detected.v1"
+    producers: ClassVar[Who] = frozenset({"feedback-collector"})
+    consumers: ClassVar[Who] = NOBODY
     cycle_id: UUID | None = None
     task_name: Name
     deployment_id: UUID | None = None
@@ -240,6 +280,8 @@ class DeadLettered(Event):
     """A message a consumer gave up on, with why. Payload text is kept for diagnosis."""
 
     subject: ClassVar[str] = "distillery.deadletter.recorded.v1"
+    producers: ClassVar[Who] = SERVICES | OPS
+    consumers: ClassVar[Who] = NOBODY
     cycle_id: UUID | None = None
     consumer: str = Field(max_length=256)
     original_subject: str = Field(max_length=256)

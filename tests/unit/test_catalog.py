@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import uuid
@@ -14,7 +15,17 @@ from pydantic import ValidationError
 from shared.asyncapi import catalog_document
 from shared.events import CATALOG, Event, event_class
 from shared.events.base import SUBJECT_PATTERN
-from shared.events.catalog import CycleFailed, CycleRequested, DatasetPublished
+from shared.events.catalog import (
+    IDENTITIES,
+    SERVICES,
+    CycleFailed,
+    CycleRequested,
+    DatasetPublished,
+    DeadLettered,
+    FeedbackRecorded,
+    TaskRegistered,
+    TrafficLogged,
+)
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 ASYNCAPI = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
@@ -128,3 +139,104 @@ def test_asyncapi_document_is_current():
         "docs/asyncapi.yaml is stale; run: python -m shared.asyncapi > docs/asyncapi.yaml"
     )
     assert {ch["address"] for ch in checked_in["channels"].values()} == EXPECTED_SUBJECTS
+
+
+# --- who produces and who consumes each event: the bus permissions are derived from these ---
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS_BY_NAME = {cls.__name__: cls for cls in CATALOG.values()}
+SUBSCRIBERS = {"Stage", "subscribe", "subscribe_batch"}
+
+
+def calls(paths) -> list[ast.Call]:
+    found: list[ast.Call] = []
+    for path in paths:
+        found += [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Call)]
+    return found
+
+
+def called(call: ast.Call) -> str:
+    func = call.func
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+
+
+def event_arg(call: ast.Call, position: int, keyword: str) -> type[Event] | None:
+    args = [
+        *call.args[position : position + 1],
+        *(k.value for k in call.keywords if k.arg == keyword),
+    ]
+    names = [a.id for a in args if isinstance(a, ast.Name)]
+    return EVENTS_BY_NAME.get(names[0]) if names else None
+
+
+def consumed_in(paths) -> set[type[Event]]:
+    """The events a package subscribes to: each `Stage(name, Event, ...)` and `subscribe(...)`."""
+    found = (event_arg(c, 1, "consumes") for c in calls(paths) if called(c) in SUBSCRIBERS)
+    return {cls for cls in found if cls}
+
+
+def produced_in(paths) -> set[type[Event]]:
+    """The events a package builds: `source.caused(Event, ...)` or `Event(..., producer=...)`."""
+    found = set()
+    for call in calls(paths):
+        if called(call) == "caused":
+            found.add(event_arg(call, 0, "cls"))
+        elif called(call) in EVENTS_BY_NAME and any(k.arg == "producer" for k in call.keywords):
+            found.add(EVENTS_BY_NAME[called(call)])
+    return found - {None}
+
+
+def service_packages() -> dict[str, list[Path]]:
+    """Each service folder's NAME (from its settings.py) and its modules, read, not imported."""
+    packages = {}
+    for settings in sorted(ROOT.glob("services/*/*/settings.py")):
+        tree = ast.parse(settings.read_text())
+        (name,) = [
+            node.value.value
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            and [getattr(t, "id", None) for t in node.targets] == ["NAME"]
+        ]
+        packages[name] = sorted(settings.parent.glob("*.py"))
+    return packages
+
+
+def test_every_event_has_producers_among_the_known_identities():
+    for cls in CATALOG.values():
+        assert cls.producers, f"{cls.__name__}: nobody may publish it"
+        assert cls.producers <= IDENTITIES, cls.__name__
+        # Only services consume; ops and ingest outside apps only publish.
+        assert cls.consumers <= SERVICES, cls.__name__
+    assert {"ops", "ingest"} <= IDENTITIES
+
+
+def test_outside_apps_publish_only_traffic_and_feedback():
+    from_outside = {cls for cls in CATALOG.values() if "ingest" in cls.producers}
+    assert from_outside == {TrafficLogged, FeedbackRecorded}
+    assert all("ingest" not in cls.producers for cls in (TaskRegistered, CycleRequested))
+
+
+def test_every_service_folder_is_a_declared_identity():
+    assert service_packages(), "no services found"
+    assert set(service_packages()) <= SERVICES
+
+
+@pytest.mark.parametrize("service", sorted(service_packages()))
+def test_declared_consumers_are_the_services_that_subscribe(service: str):
+    declared = {cls for cls in CATALOG.values() if service in cls.consumers}
+    assert consumed_in(service_packages()[service]) == declared
+
+
+@pytest.mark.parametrize("service", sorted(service_packages()))
+def test_what_a_service_builds_it_is_declared_to_produce(service: str):
+    declared = {cls for cls in CATALOG.values() if service in cls.producers}
+    assert produced_in(service_packages()[service]) <= declared
+    # The stage template answers for every stage: a dead letter, and cycle.failed.
+    assert {DeadLettered, CycleFailed} <= declared
+
+
+def test_what_the_cli_builds_ops_is_declared_to_produce():
+    paths = [*ROOT.glob("shared/cli/*.py"), *ROOT.glob("shared/tasks/*.py")]
+    built = produced_in(paths)
+    assert {TaskRegistered, CycleRequested} <= built
+    assert built <= {cls for cls in CATALOG.values() if "ops" in cls.producers}
