@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.llm.hosts import parse_host_list
@@ -18,6 +18,10 @@ class PlatformSettings(BaseSettings):
 
     home: Path = Field(default=Path(".distillery"), description="embedded runtime's data folder")
     nats_url: str = "nats://127.0.0.1:4222"
+    # This process's bus identity (shared/bus/auth.py): a service's name, "ops" or "ingest".
+    # Unset: connect without a user, which only a server without authorization accepts.
+    nats_user: str | None = Field(default=None, min_length=1, max_length=64)
+    nats_password: SecretStr | None = None
     database_url: str = Field(
         default="", description="SQLAlchemy async URL; empty means SQLite under `home`"
     )
@@ -48,6 +52,12 @@ class PlatformSettings(BaseSettings):
     @classmethod
     def _host_list(cls, value: Any) -> list[str]:
         return parse_host_list(value)
+
+    @model_validator(mode="after")
+    def _nats_user_with_password(self) -> PlatformSettings:
+        if (self.nats_user is None) != (self.nats_password is None):
+            raise ValueError("set DISTILLERY_NATS_USER and DISTILLERY_NATS_PASSWORD together")
+        return self
 
     @property
     def resolved_database_url(self) -> str:

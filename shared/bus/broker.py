@@ -2,25 +2,86 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
 import nats
-from faststream.nats import JStream, NatsBroker
+from faststream.nats import JStream, NatsBroker, NatsUserPassword
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
+from pydantic import SecretStr
 
 from shared.events import STREAM_NAME, STREAM_SUBJECTS, StreamPolicy
 from shared.events.base import Event
 from shared.logs import get_logger
+from shared.settings import PlatformSettings
 
 log = get_logger(__name__)
 
 MSG_ID_HEADER = "Nats-Msg-Id"
+DEFAULT_INBOX = "_INBOX"
 
 
-def make_broker(nats_url: str, *, client_name: str) -> NatsBroker:
+@dataclass(frozen=True)
+class BusCredentials:
+    """Who this process is on the bus (see shared/bus/auth.py); the password is a SecretStr,
+    so a repr or a log line shows `**********`."""
+
+    user: str
+    password: SecretStr
+
+
+def inbox_prefix(identity: str | None) -> str:
+    """Replies come back under a prefix only this identity may subscribe to. "ops" keeps
+    the default: CLI commands also open plain connections that cannot choose one."""
+    if not identity or identity == "ops":
+        return DEFAULT_INBOX
+    return f"{DEFAULT_INBOX}_{identity}"
+
+
+def bus_credentials(settings: PlatformSettings | None = None) -> BusCredentials | None:
+    """DISTILLERY_NATS_USER / DISTILLERY_NATS_PASSWORD, or None: connect without a user."""
+    settings = settings or PlatformSettings()
+    if settings.nats_user is None or settings.nats_password is None:
+        return None
+    return BusCredentials(settings.nats_user, settings.nats_password)
+
+
+def _identity(nats_url: str, credentials: BusCredentials | None) -> str | None:
+    # A user in the URL (`nats://ops:…@host`) is honoured by nats-py as is; only its inbox
+    # prefix has to follow it.
+    if credentials is not None:
+        return credentials.user
+    return urlsplit(nats_url.split(",", 1)[0].strip()).username
+
+
+def connect_options(nats_url: str, credentials: BusCredentials | None) -> dict[str, Any]:
+    """nats-py connect() options for this identity; the password only in the returned dict."""
+    options: dict[str, Any] = {"inbox_prefix": inbox_prefix(_identity(nats_url, credentials))}
+    if credentials is not None:
+        options["user"] = credentials.user
+        options["password"] = credentials.password.get_secret_value()
+    return options
+
+
+def make_broker(
+    nats_url: str, *, client_name: str, credentials: BusCredentials | None = None
+) -> NatsBroker:
+    """`credentials` None: the environment's (DISTILLERY_NATS_USER / _PASSWORD), if any, so
+    a service started by `distillery up` or a container connects as itself."""
+    credentials = credentials or bus_credentials()
+    security = None
+    if credentials is not None:
+        secret = credentials.password.get_secret_value()
+        security = NatsUserPassword(credentials.user, secret)
     # Reconnect forever: a broker restart must be waited out, not crash the service.
     return NatsBroker(
         nats_url,
         name=client_name,
+        security=security,
+        inbox_prefix=inbox_prefix(_identity(nats_url, credentials)),
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         connect_timeout=5,
@@ -47,10 +108,28 @@ def stream_ref() -> JStream:
     return JStream(STREAM_NAME, declare=False)
 
 
-async def ensure_stream(nats_url: str, policy: StreamPolicy | None = None) -> None:
-    """Create the stream, or bring an existing one to the declared config."""
+async def _log_bus_error(exc: Exception) -> None:
+    # nats-py's default prints a traceback per error; a refused request is one line here.
+    log.warning("nats error", error=str(exc))
+
+
+async def ensure_stream(
+    nats_url: str, policy: StreamPolicy | None = None, credentials: BusCredentials | None = None
+) -> None:
+    """Create the stream, or bring an existing one to the declared config.
+
+    `credentials` None: the environment's, as for `make_broker`. Only "ops" may update the
+    stream; any other identity finding it different warns and carries on with it.
+    """
     config = stream_config(policy or StreamPolicy())
-    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=3)
+    credentials = credentials or bus_credentials()
+    nc = await nats.connect(
+        nats_url,
+        connect_timeout=5,
+        max_reconnect_attempts=3,
+        error_cb=_log_bus_error,
+        **connect_options(nats_url, credentials),
+    )
     try:
         js = nc.jetstream()
         try:
@@ -73,7 +152,16 @@ async def ensure_stream(nats_url: str, policy: StreamPolicy | None = None) -> No
             sorted(current.subjects or []) != sorted(config.subjects or [])
             or current.duplicate_window != config.duplicate_window
         ):
-            await js.update_stream(config)
+            try:
+                await js.update_stream(config)
+            except NatsTimeoutError:
+                # The server answers a refused request with nothing: no reply comes.
+                log.warning(
+                    "stream differs from the declared config and was not updated "
+                    "(not permitted for this identity, or no answer); keeping it",
+                    stream=STREAM_NAME,
+                )
+                return
             log.info("stream updated", stream=STREAM_NAME)
     finally:
         await nc.close()

@@ -34,11 +34,20 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class NatsServer:
-    def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        authorization: str | None = None,
+    ) -> None:
+        """`authorization`: an `authorization {}` block (shared.bus.auth.render_conf); None
+        runs the server open, as tests on their own loopback server want."""
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port or free_port(host)
         self.monitor_port = free_port(host)
+        self.authorization = authorization
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -48,6 +57,10 @@ class NatsServer:
     @property
     def log_path(self) -> Path:
         return self.data_dir / "nats-server.log"
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / "auth.conf"
 
     def start(self, timeout_s: float = 15.0) -> NatsServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -60,11 +73,23 @@ class NatsServer:
             "-sd", str(self.data_dir / "jetstream"),
             "-l", str(self.log_path),
         ]  # fmt: skip
+        if self.authorization is not None:
+            args += ["-c", str(self._write_config(self.authorization))]
         self.proc = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
         self.wait_ready(timeout_s)
         return self
+
+    def _write_config(self, text: str) -> Path:
+        # Owner-only: it holds password hashes. Written anew each start, so a restart picks up
+        # identities added since; the command-line flags above take precedence over it.
+        path = self.config_path
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        path.chmod(0o600)
+        return path
 
     def wait_ready(self, timeout_s: float) -> None:
         import urllib.request
