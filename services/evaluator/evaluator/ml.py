@@ -1,11 +1,16 @@
 """The recipe: load a model (optionally with a LoRA adapter), generate greedily in batches, and
-score perplexity. torch / transformers / peft are imported inside functions, so importing this
-module costs nothing; it runs in the worker process and in bench/eval.py.
+score perplexity. torch / transformers / peft / xgrammar are imported inside functions, so
+importing this module costs nothing; it runs in the worker process and in bench/eval.py.
 
-Latency comes two ways, and the report names which it uses:
+Every path takes an optional compiled grammar (shared.models.decoding): with one, the reply is
+decoded under the task's output schema and ends at the stop token after the object.
+
+Latency comes three ways, and the report names which it uses:
 - amortised: a batch's wall time divided by its size (what a batch of traffic costs per item;
   the basis of the compute-cost figure);
-- single: one example generated alone (what one caller waits; the basis of the P95 gate).
+- single: one example generated alone (what one caller waits when the server is idle);
+- concurrent: C examples generated together, each charged the whole batch's wall time (what
+  each of C callers arriving at once waits on a server that batches them).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.bus import PermanentError
+from shared.models import decoding
 from shared.models.hardware import cpu_has_bf16
 
 
@@ -45,6 +51,12 @@ def model_dtype(device: str, precision: str = "auto") -> Any:
     if precision == "auto":
         precision = "bf16" if device == "cuda" or cpu_has_bf16() else "fp32"
     return torch.bfloat16 if precision == "bf16" else torch.float32
+
+
+def dtype_name(model: Any) -> str:
+    """The precision a loaded model computes in, as the results record it."""
+    names = {"torch.bfloat16": "bf16", "torch.float32": "fp32", "torch.float16": "fp16"}
+    return names.get(str(model.dtype), str(model.dtype))
 
 
 def load(
@@ -88,9 +100,30 @@ def chat_prompts(tokenizer: Any, system: str | None, inputs: Sequence[str]) -> l
     return prompts
 
 
-def _generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+def prompt_tokens(tokenizer: Any, prompts: Sequence[str]) -> list[int]:
+    return [len(ids) for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+
+
+def grammar_for(model: Any, tokenizer: Any, schema: dict[str, Any] | None) -> Any | None:
+    """The schema compiled for this model's tokenizer; None (free decoding) without a schema."""
+    if schema is None:
+        return None
+    info = decoding.tokenizer_info(tokenizer, model.config.vocab_size)
+    return decoding.compile_grammar(schema, info)
+
+
+def _generate(
+    model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int, grammar: Any = None
+) -> list[str]:
     import torch
 
+    constrained: dict[str, Any] = {}
+    if grammar is not None:
+        constrained = {
+            "logits_processor": [decoding.GrammarLogitsProcessor(grammar, len(prompts))],
+            # Stop exactly where the grammar does, whatever the model's generation config says.
+            "eos_token_id": decoding.stop_token_ids(grammar),
+        }
     batch = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
     batch = {k: v.to(model.device) for k, v in batch.items()}
     with torch.inference_mode():
@@ -99,6 +132,7 @@ def _generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens
             max_new_tokens=max_new_tokens,
             do_sample=False,
             pad_token_id=tokenizer.pad_token_id,
+            **constrained,
         )
     new = out[:, batch["input_ids"].shape[1] :]
     return tokenizer.batch_decode(new, skip_special_tokens=True)
@@ -111,6 +145,15 @@ def _sync(model: Any) -> None:
         torch.cuda.synchronize()
 
 
+def _timed(
+    model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int, grammar: Any
+) -> tuple[list[str], float]:
+    began = time.perf_counter()
+    texts = _generate(model, tokenizer, prompts, max_new_tokens, grammar)
+    _sync(model)
+    return texts, (time.perf_counter() - began) * 1000
+
+
 def generate_batched(
     model: Any,
     tokenizer: Any,
@@ -118,37 +161,57 @@ def generate_batched(
     *,
     batch_size: int,
     max_new_tokens: int,
+    grammar: Any = None,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> list[Generation]:
     """Greedy replies in input order; latency per example is the batch's time / its size.
 
-    Prompts are batched in order of length so a batch pads little; results are put back.
+    Length bucketing: prompts are batched in order of token count, so neighbours pad little
+    and a batch's prefill is not spent on padding. Results are put back in input order.
     """
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    lengths = prompt_tokens(tokenizer, prompts)
+    order = sorted(range(len(prompts)), key=lambda i: lengths[i])
     results: dict[int, Generation] = {}
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
-        began = time.perf_counter()
-        texts = _generate(model, tokenizer, [prompts[i] for i in index], max_new_tokens)
-        _sync(model)
-        per_item_ms = (time.perf_counter() - began) * 1000 / len(index)
+        texts, ms = _timed(model, tokenizer, [prompts[i] for i in index], max_new_tokens, grammar)
         for i, text in zip(index, texts, strict=True):
-            results[i] = Generation(text, per_item_ms)
+            results[i] = Generation(text, ms / len(index))
         if on_batch is not None:
             on_batch(len(results), len(prompts))
     return [results[i] for i in range(len(prompts))]
 
 
 def generate_single(
-    model: Any, tokenizer: Any, prompts: Sequence[str], *, max_new_tokens: int
+    model: Any, tokenizer: Any, prompts: Sequence[str], *, max_new_tokens: int, grammar: Any = None
 ) -> list[Generation]:
     """One prompt per generate call: the latency a lone request sees."""
     out = []
     for prompt in prompts:
-        began = time.perf_counter()
-        [text] = _generate(model, tokenizer, [prompt], max_new_tokens)
-        _sync(model)
-        out.append(Generation(text, (time.perf_counter() - began) * 1000))
+        [text], ms = _timed(model, tokenizer, [prompt], max_new_tokens, grammar)
+        out.append(Generation(text, ms))
+    return out
+
+
+def generate_concurrent(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    *,
+    concurrency: int,
+    max_new_tokens: int,
+    grammar: Any = None,
+) -> list[Generation]:
+    """C requests arriving together, served as one batch: each waits the batch's wall time.
+
+    Groups are taken in the order given, not sorted by length: concurrent callers do not
+    arrive sorted, and a short request batched with a long one waits for it.
+    """
+    out = []
+    for start in range(0, len(prompts), concurrency):
+        group = prompts[start : start + concurrency]
+        texts, ms = _timed(model, tokenizer, group, max_new_tokens, grammar)
+        out.extend(Generation(text, ms) for text in texts)
     return out
 
 

@@ -23,7 +23,7 @@ from shared.logs import get_logger
 from shared.models import ModelFormatError, fetch_model_dir, read_manifest
 from shared.runtime.stage import StageRun
 
-from .contract import EvalPayload, EvalResult, LocalOutputs, ModelToRun
+from .contract import EvalPayload, EvalResult, LocalOutputs
 from .repository import cached_results_ref, remember_results
 
 log = get_logger(__name__)
@@ -41,6 +41,15 @@ class LocalModel:
     key: str
     model: ArtifactRef
     adapter: ArtifactRef | None = None
+
+
+@dataclass(frozen=True)
+class FetchedModel:
+    """A LocalModel on local disk, verified; inputs.worker_payload gives it its prompt."""
+
+    key: str
+    model_dir: Path
+    adapter_dir: Path | None = None
 
 
 class ArtifactReader:
@@ -92,7 +101,7 @@ class ResultsCache:
         await remember_results(self.db, model_key, golden, setup, role, ref)
 
 
-async def fetch(models: list[LocalModel], reader: ArtifactReader, root: Path) -> list[ModelToRun]:
+async def fetch(models: list[LocalModel], reader: ArtifactReader, root: Path) -> list[FetchedModel]:
     """Each model's directories on local disk, sha-verified: a corrupt one is refused here."""
     out = []
     for m in models:
@@ -100,7 +109,7 @@ async def fetch(models: list[LocalModel], reader: ArtifactReader, root: Path) ->
         adapter_dir = None
         if m.adapter is not None:
             adapter_dir = await reader.model_dir(m.adapter, root, "adapter")
-        out.append(ModelToRun(key=m.key, model_dir=model_dir, adapter_dir=adapter_dir))
+        out.append(FetchedModel(key=m.key, model_dir=model_dir, adapter_dir=adapter_dir))
     return out
 
 

@@ -25,8 +25,25 @@ class EvaluatorSettings(BaseSettings):
     )
     batch_size: int = Field(default=8, ge=1, le=512, description="golden examples per generate")
     max_new_tokens: int = Field(default=128, ge=1, le=8192)
-    latency_samples: int = Field(
-        default=8, ge=0, description="examples also generated one at a time, for true latency"
+    latency_samples: int | None = Field(
+        default=None,
+        ge=0,
+        description="a cap on the golden rows also timed one at a time and in concurrent "
+        "groups; null: every row. A capped set is spread evenly over the golden set; below 50 "
+        "the P95 rests on a handful of samples. 0: no latency runs (the gate falls back to "
+        "amortised batch timings)",
+    )
+    latency_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=512,
+        description="concurrent requests per group for the concurrent latency: each request "
+        "waits its group's wall time",
+    )
+    structured_decoding: bool = Field(
+        default=True,
+        description="decode golden replies under the spec's output_schema (xgrammar), as "
+        "serving does; false: free greedy decoding, for comparison",
     )
     perplexity_max_tokens: int = Field(
         default=8192, ge=0, description="general-text tokens scored for perplexity (0: skip)"
