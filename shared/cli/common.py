@@ -2,6 +2,9 @@
 
 Where things are, in order: an explicit DISTILLERY_NATS_URL / DISTILLERY_DATABASE_URL, then
 HOME/runtime.json written by a live `distillery up`, then the settings' defaults.
+
+The CLI is "ops" on the bus: DISTILLERY_NATS_USER / DISTILLERY_NATS_PASSWORD when set (a
+deployment's operator), else, for the bus of a live `distillery up`, HOME/credentials/ops.json.
 """
 
 from __future__ import annotations
@@ -9,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,6 +26,8 @@ from rich.console import Console
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
+from shared.bus.auth import credentials_path, read_credentials
+from shared.bus.broker import BusCredentials, bus_credentials
 from shared.settings import PlatformSettings
 
 RUNTIME_FILE = "runtime.json"
@@ -69,13 +75,47 @@ def scrub(text: str, url: str) -> str:
 
 
 def mask_nats_url(url: str) -> str:
-    """Credentials in a NATS URL are user:password or a bare token; hide both."""
+    """Credentials in a NATS URL are user:password or a bare token; hide both, in every
+    server of a comma-separated list."""
+    return ",".join(_mask_one(server.strip()) for server in url.split(","))
+
+
+def _mask_one(url: str) -> str:
     parts = urlsplit(url)
     if "@" not in parts.netloc:
         return url
     host = parts.netloc.rsplit("@", 1)[1]
     user = f"{parts.username}:***" if parts.password is not None else "***"
     return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+
+
+# nats-py reads user and password from a URL without unquoting them.
+_URL_SAFE = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+def nats_url_as(url: str, credentials: BusCredentials | None) -> str:
+    """`url` with the identity in each server, for the commands that connect with a URL alone
+    (the outbox relay also opens plain connections). Shown only through mask_nats_url."""
+    if credentials is None:
+        return url
+    user, password = credentials.user, credentials.password.get_secret_value()
+    if not (_URL_SAFE.fullmatch(user) and _URL_SAFE.fullmatch(password)):
+        raise fail(
+            "DISTILLERY_NATS_USER and DISTILLERY_NATS_PASSWORD must be URL-safe "
+            "(letters, digits, '.', '_', '~', '-'); `openssl rand -hex 24` makes such a password"
+        )
+    servers = []
+    for server in url.split(","):
+        parts = urlsplit(server.strip())
+        host = parts.netloc.rsplit("@", 1)[-1]
+        servers.append(urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}")))
+    return ",".join(servers)
+
+
+def ops_credentials(home: Path) -> BusCredentials | None:
+    """The operator's password that `distillery up` made for this home, if it made one."""
+    path = credentials_path(home, "ops")
+    return read_credentials(path).bus if path.exists() else None
 
 
 def parse_uuid(value: str, what: str = "cycle id") -> UUID:
@@ -137,7 +177,8 @@ class Target:
     """Where a command finds the system."""
 
     home: Path
-    nats_url: str
+    # May carry the "ops" password (nats_url_as): out of the repr, shown via mask_nats_url.
+    nats_url: str = field(repr=False)
     database_url: str
     runtime: dict[str, Any] | None
 
@@ -152,12 +193,14 @@ def resolve(home: Path | None) -> Target:
     runtime = read_runtime(home_dir)
     explicit = settings.model_fields_set
     nats_url = settings.nats_url
+    credentials = bus_credentials(settings)
     if "nats_url" not in explicit and runtime:
         nats_url = runtime["nats_url"]
+        credentials = credentials or ops_credentials(home_dir)
     database_url = settings.database_url
     if not database_url:
         database_url = (runtime or {}).get("database_url") or settings.resolved_database_url
-    return Target(home_dir, nats_url, database_url, runtime)
+    return Target(home_dir, nats_url_as(nats_url, credentials), database_url, runtime)
 
 
 def require_database(target: Target) -> None:

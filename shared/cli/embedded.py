@@ -2,11 +2,16 @@
 
 Start order is bus → schema → artifact folder → services, so a service never starts against a
 missing stream or an unmigrated table; stop order is the reverse.
+
+The bus runs with authorization on (shared/bus/auth.py): "ops" (this process and the CLI),
+"ingest" and each started service get a password of their own, made once under
+HOME/credentials; nats-server sees only bcrypt hashes, and each service only its own password.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import threading
@@ -15,16 +20,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from shared.bus import ensure_stream
+from shared.bus.auth import StoredCredentials, ensure_credentials, render_conf
 from shared.db.migrate import upgrade
 from shared.events import StreamPolicy
+from shared.events.catalog import IDENTITIES
 from shared.runtime.natsd import NatsServer, free_port
 from shared.runtime.registry import EXTRA_ENV, GROUP, SELECT_ENV, ServiceSpec
 from shared.runtime.supervisor import Child, Supervisor
 from shared.settings import PlatformSettings
 
-from .common import Target, mask_nats_url, mask_url, runtime_path, scrub, write_runtime
+from .common import (
+    Target,
+    mask_nats_url,
+    mask_url,
+    nats_url_as,
+    runtime_path,
+    scrub,
+    write_runtime,
+)
 
 DEFAULT_NATS_PORT = 4222
+# Always made: the operator's (the CLI's) and the one outside apps feed traffic in with.
+BASE_IDENTITIES = ("ops", "ingest")
+CREDENTIAL_ENV = ("DISTILLERY_NATS_USER", "DISTILLERY_NATS_PASSWORD")
 Announce = Callable[[str], None]
 
 
@@ -70,6 +88,7 @@ class EmbeddedRuntime:
         self.artifact_root = self.settings.resolved_artifact_root
         self.log_dir = self.home / "logs"
         self.nats: NatsServer | None = None
+        self.credentials: dict[str, StoredCredentials] = {}
         self.supervisor: Supervisor | None = None
         self.started_at = datetime.now(UTC)
         self._lock = threading.Lock()
@@ -78,22 +97,27 @@ class EmbeddedRuntime:
     @property
     def target(self) -> Target:
         assert self.nats is not None
-        return Target(self.home, self.nats.url, self.database_url, None)
+        url = nats_url_as(self.nats.url, self.credentials["ops"].bus)
+        return Target(self.home, url, self.database_url, None)
 
     def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
         try:
             port = choose_port(self.requested_port, self.announce)
-            self.nats = NatsServer(self.home / "nats", port=port)
+            authorization = self.make_credentials()
+            self.nats = NatsServer(self.home / "nats", port=port, authorization=authorization)
             try:
                 self.nats.start()
             except (OSError, RuntimeError, TimeoutError) as exc:
                 raise StartupError(f"nats-server did not start: {exc}") from exc
             policy = StreamPolicy(replicas=self.settings.stream_replicas)
-            asyncio.run(ensure_stream(self.nats.url, policy))
+            ops = self.credentials["ops"].bus
+            asyncio.run(ensure_stream(self.nats.url, policy, credentials=ops))
             url = mask_nats_url(self.nats.url)
             self.announce(f"nats-server  {url}  (store {self.nats.data_dir})")
+            users = ", ".join(sorted(self.credentials))
+            self.announce(f"bus users    {users}  (passwords in {self.home / 'credentials'})")
             try:
                 upgrade(self.database_url)
             except Exception as exc:  # alembic and drivers raise many kinds; the cause is kept
@@ -117,6 +141,7 @@ class EmbeddedRuntime:
             self.supervisor = Supervisor(
                 self.specs,
                 env=self.child_env(),
+                env_for=self.service_env(),
                 log_dir=self.log_dir,
                 cwd=Path.cwd(),
                 on_change=self._changed,
@@ -127,10 +152,35 @@ class EmbeddedRuntime:
             raise
         self.write()
 
+    def make_credentials(self) -> str:
+        """Each identity's credentials (made on first use, reused after), and the server's
+        authorization block built from their hashes."""
+        names = [*BASE_IDENTITIES, *(spec.name for spec in self.specs)]
+        for name in names:
+            if name not in IDENTITIES:
+                self.announce(
+                    f"warning: service {name!r} is not a bus identity in the event catalog; "
+                    "it gets a user of its own that may publish and consume every event"
+                )
+            self.credentials[name] = ensure_credentials(self.home, name)
+        return render_conf({n: json.dumps(c.bcrypt) for n, c in self.credentials.items()})
+
+    def service_env(self) -> dict[str, dict[str, str]]:
+        """Each service's own bus credentials, handed to it through its environment only."""
+        return {
+            spec.name: {
+                "DISTILLERY_NATS_USER": spec.name,
+                "DISTILLERY_NATS_PASSWORD": self.credentials[spec.name].password.get_secret_value(),
+            }
+            for spec in self.specs
+        }
+
     def child_env(self) -> dict[str, str]:
         assert self.nats is not None
+        # Whatever identity this shell carries (an operator's "ops") is never inherited.
+        inherited = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_ENV}
         return {
-            **os.environ,
+            **inherited,
             "DISTILLERY_NATS_URL": self.nats.url,
             "DISTILLERY_DATABASE_URL": self.database_url,
             "DISTILLERY_HOME": str(self.home),
@@ -186,6 +236,8 @@ class EmbeddedRuntime:
                     "home": str(self.home),
                     "nats_url": self.nats.url,
                     "nats_pid": nats_pid,
+                    # Users only; each password stays in its own HOME/credentials file.
+                    "nats_users": sorted(self.credentials),
                     "database_url": self.database_url,
                     "artifact_root": str(self.artifact_root),
                     "services": services,

@@ -99,7 +99,9 @@ def up(
     Starts nats-server (JetStream), migrates the database, creates the artifact folder, then
     runs every registered service as a supervised process: restarted with backoff (1 s
     doubling to 30 s), marked failed after 5 crashes within 60 s. Logs go to HOME/logs;
-    HOME/runtime.json tells the other commands where everything is.
+    HOME/runtime.json tells the other commands where everything is. The bus runs with
+    authorization: each service connects as its own NATS user, with a password made once in
+    HOME/credentials (owner-only files); the CLI connects as "ops".
     """
     console = stdout()
     try:

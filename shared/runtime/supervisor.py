@@ -84,6 +84,7 @@ class Supervisor:
         *,
         env: Mapping[str, str],
         log_dir: Path,
+        env_for: Mapping[str, Mapping[str, str]] | None = None,
         cwd: Path | None = None,
         policy: RestartPolicy | None = None,
         on_change: ChangeCallback | None = None,
@@ -91,6 +92,8 @@ class Supervisor:
     ) -> None:
         self.children = [Child(spec) for spec in specs]
         self.env = dict(env)
+        # Per service, on top of `env`: each one's own bus credentials, never another's.
+        self.env_for = {name: dict(extra) for name, extra in (env_for or {}).items()}
         self.log_dir = Path(log_dir)
         self.cwd = cwd
         self.policy = policy or RestartPolicy()
@@ -151,7 +154,7 @@ class Supervisor:
             try:
                 child.proc = subprocess.Popen(
                     serve_command(child.spec.entry),
-                    env=self.env,
+                    env={**self.env, **self.env_for.get(child.name, {})},
                     cwd=self.cwd,
                     stdin=subprocess.DEVNULL,
                     stdout=log,

@@ -14,11 +14,17 @@ import nats
 import pytest
 from nats.aio.client import Client
 
-from shared.bus import JetStreamPublisher, make_broker, subscribe
+from shared.bus import JetStreamPublisher, make_broker, subscribe, subscribe_batch
 from shared.bus.broker import connect_options
 from shared.bus.consumer import durable_name
 from shared.events import CATALOG, STREAM_NAME, ArtifactRef
-from shared.events.catalog import IDENTITIES, TaskRegistered, TrainingProgressed
+from shared.events.catalog import (
+    IDENTITIES,
+    ChatMessage,
+    TaskRegistered,
+    TrafficLogged,
+    TrainingProgressed,
+)
 from tests.fixtures.infra import AuthNats
 
 SPEC = ArtifactRef(uri="file:///spec.yaml", sha256="0" * 64, size_bytes=1)
@@ -210,3 +216,41 @@ async def test_the_bus_kernel_connects_as_its_identity(auth_nats: AuthNats, sqli
     # The only refusal the server logged is the forged publish.
     refused = [line for line in log.splitlines() if "Violation" in line]
     assert len(refused) == 1 and TaskRegistered.subject in refused[0], refused
+
+
+async def test_the_batched_consumer_reads_as_its_identity(auth_nats: AuthNats, sqlite_db):
+    """An outside app feeds traffic in as "ingest"; the feedback-collector pulls it in batches."""
+    seen: list[TrafficLogged] = []
+
+    async def handle(_uow, events: list[TrafficLogged]) -> None:
+        seen.extend(events)
+
+    creds = auth_nats.credentials
+    collector = make_broker(
+        auth_nats.url, client_name="fc", credentials=creds["feedback-collector"]
+    )
+    ingest = make_broker(auth_nats.url, client_name="app", credentials=creds["ingest"])
+    consumer = subscribe_batch(
+        TrafficLogged, handle, service="feedback-collector", db=sqlite_db, poll_s=0.2
+    )
+    traffic = TrafficLogged(
+        request_id=uuid.uuid4(),
+        task_name="triage",
+        arm="student",
+        messages=[ChatMessage(role="user", content="hi")],
+        completion="hello",
+        latency_ms=12.5,
+        producer="gateway",
+    )
+    stop = asyncio.Event()
+    async with collector, ingest:
+        await ingest.connect()
+        running = asyncio.create_task(consumer.run(collector, stop))
+        await JetStreamPublisher(ingest).publish_event(traffic)
+        deadline = time.monotonic() + 15
+        while not seen and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        stop.set()
+        await running
+    assert seen == [traffic]
+    assert "Violation" not in auth_nats.server.log_path.read_text()
