@@ -19,74 +19,18 @@ from typing import Any
 import pytest
 import yaml
 
+from shared.bus.auth import deploy_conf, password_variable
+from shared.events import CATALOG
+from shared.events.catalog import IDENTITIES
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
 DEPLOY = ROOT / "deploy"
 BASE = DEPLOY / "base"
-ACCOUNTS = BASE / "nats-accounts.conf"
+NATS_AUTH = BASE / "nats-auth.conf"
 
 SECRET_NAME = "distillery-secrets"
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
-
-EVENTS = frozenset(
-    {
-        "distillery.task.registered.v1",
-        "distillery.cycle.requested.v1",
-        "distillery.cycle.iteration.requested.v1",
-        "distillery.cycle.failed.v1",
-        "distillery.synth.completed.v1",
-        "distillery.dataset.published.v1",
-        "distillery.training.progressed.v1",
-        "distillery.training.completed.v1",
-        "distillery.evaluation.completed.v1",
-        "distillery.quantization.completed.v1",
-        "distillery.rollout.changed.v1",
-        "distillery.traffic.logged.v1",
-        "distillery.feedback.recorded.v1",
-        "distillery.drift.detected.v1",
-        "distillery.deadletter.recorded.v1",
-    }
-)
-# Anyone may give up on a message or on a cycle.
-EVERYONE_PUBLISHES = frozenset({"distillery.deadletter.recorded.v1", "distillery.cycle.failed.v1"})
-PRODUCES = {
-    "ops-cli": {"distillery.task.registered.v1", "distillery.cycle.requested.v1"},
-    "synth-data": {"distillery.synth.completed.v1"},
-    "curation": {"distillery.dataset.published.v1"},
-    "trainer": {"distillery.training.progressed.v1", "distillery.training.completed.v1"},
-    "evaluator": {
-        "distillery.evaluation.completed.v1",
-        "distillery.cycle.iteration.requested.v1",
-        "distillery.cycle.failed.v1",
-    },
-    "quantizer": {"distillery.quantization.completed.v1"},
-    "deployer": {"distillery.rollout.changed.v1", "distillery.traffic.logged.v1"},
-    "feedback-collector": {
-        "distillery.feedback.recorded.v1",
-        "distillery.drift.detected.v1",
-        "distillery.cycle.requested.v1",
-    },
-}
-CONSUMES = {
-    "ops-cli": {"distillery.>"},
-    "synth-data": {
-        "distillery.task.registered.v1",
-        "distillery.cycle.requested.v1",
-        "distillery.cycle.iteration.requested.v1",
-    },
-    "curation": {"distillery.synth.completed.v1", "distillery.feedback.recorded.v1"},
-    "trainer": {"distillery.dataset.published.v1"},
-    "evaluator": {"distillery.training.completed.v1", "distillery.quantization.completed.v1"},
-    "quantizer": {"distillery.evaluation.completed.v1"},
-    "deployer": {"distillery.evaluation.completed.v1"},
-    "feedback-collector": {"distillery.rollout.changed.v1", "distillery.traffic.logged.v1"},
-}
-JS_PUBLISH = {"$JS.API.>", "$JS.ACK.>"}
-SERVICE_DENIES = {
-    "$JS.API.STREAM.DELETE.>",
-    "$JS.API.STREAM.PURGE.>",
-    "$JS.API.STREAM.MSG.DELETE.>",
-}
 
 SECRETISH = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY|CREDENTIAL", re.IGNORECASE)
 INTERPOLATION = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(:?[-?][^}]*)?\}$")
@@ -292,7 +236,7 @@ def test_compose_images_are_pinned():
 def test_nats_compose_service_runs_jetstream_and_checks_it():
     nats = services()["nats"]
     assert nats["image"].startswith("nats:2.11")
-    assert nats["command"] == ["-js", "-sd", "/data", "-m", "8222"]
+    assert nats["command"][:5] == ["-js", "-sd", "/data", "-m", "8222"]
     assert any(str(volume).endswith(":/data") for volume in nats["volumes"])
     test = " ".join(nats["healthcheck"]["test"])
     assert "wget" in test
@@ -627,97 +571,119 @@ def test_kustomize_renders():
     assert "distillery" not in images, "the distillery image tag was not applied"
 
 
-# ---------------------------------------------------------------- NATS accounts
-
-
-def quoted(text: str) -> set[str]:
-    return set(re.findall(r'"([^"]+)"', text))
-
-
-def section(block: str, name: str) -> str:
-    match = re.search(name + r":\s*\{(.*?)\n\s*\}", block, re.S)
-    return match.group(1) if match else ""
-
-
-def rule(text: str, name: str) -> set[str]:
-    match = re.search(name + r":\s*\[(.*?)\]", text, re.S)
-    return quoted(match.group(1)) if match else set()
+# ---------------------------------------------------------------- NATS users
 
 
 @cache
-def accounts() -> dict[str, dict[str, Any]]:
-    """Loose parse of NATS conf: one block per `user:`, then its publish/subscribe lists."""
+def nats_users() -> dict[str, dict[str, Any]]:
+    """Loose parse of nats-auth.conf: one block per `user:`, its password and allow lists."""
     text = "\n".join(
-        line for line in ACCOUNTS.read_text().splitlines() if not line.lstrip().startswith("#")
+        line for line in NATS_AUTH.read_text().splitlines() if not line.lstrip().startswith("#")
     )
     starts = list(re.finditer(r'user:\s*"([^"]+)"', text))
     users = {}
     for here, after in zip(starts, [*starts[1:], None], strict=True):
         block = text[here.end() : after.start() if after else len(text)]
-        publish, subscribe = section(block, "publish"), section(block, "subscribe")
+
+        def allowed(kind: str, block: str = block) -> set[str]:
+            match = re.search(kind + r":\s*\{\s*allow:\s*\[(.*?)\]", block, re.S)
+            return set(re.findall(r'"([^"]+)"', match.group(1))) if match else set()
+
         users[here.group(1)] = {
             "password": re.search(r"password:\s*(\S+)", block).group(1),
-            "publish": rule(publish, "allow"),
-            "publish_deny": rule(publish, "deny"),
-            "subscribe": rule(subscribe, "allow"),
+            "publish": allowed("publish"),
+            "subscribe": allowed("subscribe"),
         }
     return users
 
 
-def test_one_nats_user_per_service():
-    assert set(accounts()) == set(PRODUCES)
-    assert re.search(r"jetstream:\s*enabled", ACCOUNTS.read_text())
+def test_nats_auth_conf_is_generated_from_the_event_catalog():
+    assert NATS_AUTH.read_text() == deploy_conf(), (
+        "deploy/base/nats-auth.conf is stale; run: python -m shared.bus.auth > "
+        "deploy/base/nats-auth.conf"
+    )
+    assert set(nats_users()) == IDENTITIES
 
 
-def test_the_expected_subjects_are_the_event_catalog():
-    assert set().union(*PRODUCES.values(), EVERYONE_PUBLISHES) == EVENTS
-    try:
-        from shared.events import CATALOG
-    except ImportError:
-        pytest.skip("shared.events not importable")
-    assert set(CATALOG) == EVENTS
+@pytest.mark.parametrize("user", sorted(IDENTITIES))
+def test_each_user_publishes_exactly_its_events_and_its_own_consumers(user: str):
+    publish = nats_users()[user]["publish"]
+    events = {subject for subject in publish if subject.startswith("distillery.")}
+    assert events == {s for s, cls in CATALOG.items() if user in cls.producers}
+    jetstream = publish - events
+    own = f".DISTILLERY.{user}--"
+    for grant in jetstream:
+        assert not any(verb in grant for verb in ("DELETE", "PURGE", "$JS.API.>")), grant
+        assert grant.startswith(("$JS.API.STREAM.", "$JS.API.CONSUMER.", "$JS.ACK.")), grant
+        if not grant.startswith("$JS.API.STREAM."):
+            assert own in grant, f"{user} may use another's consumer: {grant}"
+    updates = "$JS.API.STREAM.UPDATE.DISTILLERY" in jetstream
+    assert updates == (user == "ops"), "only ops may change the stream"
 
 
-@pytest.mark.parametrize("user", sorted(PRODUCES))
-def test_each_user_publishes_only_its_own_events(user: str):
-    publish = accounts()[user]["publish"]
-    events = {subject for subject in publish if not subject.startswith(("$", "_"))}
-    assert events == PRODUCES[user] | EVERYONE_PUBLISHES
-    assert publish - events <= JS_PUBLISH, f"{user} may publish {publish - events - JS_PUBLISH}"
-    assert "$JS.API.>" in publish
-    assert not any(">" in s or "*" in s for s in events), f"{user} has a wildcard event grant"
-
-
-@pytest.mark.parametrize("user", sorted(PRODUCES))
-def test_each_user_subscribes_to_what_it_consumes(user: str):
-    subscribe = accounts()[user]["subscribe"]
-    assert "_INBOX.>" in subscribe
-    events = subscribe - {"_INBOX.>"}
-    assert events == CONSUMES[user]
-    assert events <= EVENTS | {"distillery.>"}
-
-
-@pytest.mark.parametrize("user", sorted(set(PRODUCES) - {"ops-cli"}))
-def test_services_cannot_destroy_the_stream(user: str):
-    assert accounts()[user]["publish_deny"] >= SERVICE_DENIES
+@pytest.mark.parametrize("user", sorted(IDENTITIES))
+def test_each_user_subscribes_to_what_it_consumes_and_its_inbox(user: str):
+    subscribe = nats_users()[user]["subscribe"]
+    events = {subject for subject in subscribe if not subject.startswith("_INBOX")}
+    assert events == {s for s, cls in CATALOG.items() if user in cls.consumers}
+    assert subscribe - events <= {"_INBOX.>", f"_INBOX_{user}.>"}
+    if user == "ingest":
+        assert subscribe == {"_INBOX_ingest.>"}, "outside apps read nothing but their acks"
 
 
 def test_passwords_come_from_the_environment():
-    for user, grants in accounts().items():
-        expected = "$NATS_PASSWORD_" + user.upper().replace("-", "_")
-        assert grants["password"] == expected, f"{user}: {grants['password']}"
+    for user, grants in nats_users().items():
+        assert grants["password"] == "$" + password_variable(user), user
 
 
 def test_every_hand_off_in_the_loop_has_a_consumer():
-    consumed = set().union(*(CONSUMES[user] for user in CONSUMES if user != "ops-cli"))
-    # Terminal or informational events are for operators (ops-cli subscribes to all).
+    consumed = {subject for subject, cls in CATALOG.items() if cls.consumers}
+    # Terminal or informational events are read from the database by operators.
     informational = {
         "distillery.training.progressed.v1",
         "distillery.cycle.failed.v1",
         "distillery.deadletter.recorded.v1",
         "distillery.drift.detected.v1",
     }
-    assert consumed == EVENTS - informational
+    assert consumed == set(CATALOG) - informational
+
+
+def test_the_nats_statefulset_includes_the_users_with_hashed_passwords():
+    assert re.search(r"^include \./nats-auth\.conf\s*$", nats_conf(), re.M)
+    assert "nats-auth.conf" in configmaps()["nats-config"]
+    (container,) = containers(named("StatefulSet", "nats"), init=False)
+    env = {e["name"]: e for e in container["env"]}
+    for identity in IDENTITIES:
+        variable = password_variable(identity)
+        hashed = variable.replace("NATS_PASSWORD_", "NATS_BCRYPT_")
+        ref = env[variable]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": SECRET_NAME, "key": hashed}, variable
+
+
+def test_compose_nats_runs_with_the_users_and_each_service_connects_as_itself():
+    nats = services()["nats"]
+    command = nats["command"]
+    conf = command[command.index("-c") + 1]
+    assert f"./deploy/base/nats-auth.conf:{conf}:ro" in nats["volumes"]
+    text = COMPOSE.read_text()
+    for identity in IDENTITIES:
+        var = password_variable(identity)
+        assert environment(nats)[var].startswith("${" + var + ":?"), var
+        assert re.search(r"\$\{" + var + r":\?[^}]+\}", text), var
+    assert not {"DISTILLERY_NATS_USER", "DISTILLERY_NATS_PASSWORD"} & set(
+        compose()["x-distillery-env"]
+    ), "the shared anchor must not carry one identity's credentials"
+    served = {
+        name: service
+        for name, service in services().items()
+        if "shared.runtime.serve" in " ".join(map(str, service.get("command", [])))
+    }
+    assert served, "no Distillery services in compose.yaml"
+    for name, service in served.items():
+        env = environment(service)
+        assert env["DISTILLERY_NATS_USER"] == name and name in IDENTITIES, name
+        var = password_variable(name)
+        assert env["DISTILLERY_NATS_PASSWORD"].startswith("${" + var + ":?"), name
 
 
 def nats_server() -> str | None:
@@ -726,13 +692,15 @@ def nats_server() -> str | None:
 
 
 @pytest.mark.skipif(nats_server() is None, reason="nats-server not installed")
-def test_nats_server_accepts_the_config_with_accounts(tmp_path: Path):
+@pytest.mark.parametrize("password", ["$2a$11$" + "a" * 53, "p0123456789abcdef"])
+def test_nats_server_accepts_the_config_with_its_users(tmp_path: Path, password: str):
+    # A bcrypt hash (deploy/) or a plaintext password (compose) read from the environment.
     conf = nats_conf().replace("/data/jetstream", str(tmp_path / "js"))
     conf = conf.replace("/var/run/nats/", f"{tmp_path}/")
-    (tmp_path / "nats.conf").write_text(conf + "\ninclude ./nats-accounts.conf\n")
-    (tmp_path / "nats-accounts.conf").write_text(ACCOUNTS.read_text())
+    (tmp_path / "nats.conf").write_text(conf)
+    (tmp_path / "nats-auth.conf").write_text(NATS_AUTH.read_text())
     env = {"POD_NAME": "nats-0", "PATH": os.environ.get("PATH", "")}
-    env |= {accounts()[user]["password"][1:]: "x" for user in accounts()}
+    env |= {password_variable(identity): password for identity in IDENTITIES}
     result = subprocess.run(
         [nats_server(), "-t", "-c", str(tmp_path / "nats.conf")],
         capture_output=True,
