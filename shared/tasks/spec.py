@@ -46,8 +46,18 @@ class NegativePolicy(Spec):
 
 
 class Thresholds(Spec):
-    """The evaluator's gates. A gate fails when its number could not be measured."""
+    """The evaluator's gates. A gate fails when its number could not be measured.
 
+    Budgets set to None are not gated (the figure is still reported). Latency always has a
+    gate, absolute or relative to the teacher: a student nobody timed must not ship.
+    """
+
+    # The quality every gate below is read on: "exact_row" (every field of the answer right),
+    # "mean_field_accuracy" (the per-field accuracies averaged over fields) or
+    # "<field>_accuracy" (one field alone). Every metric is reported whichever is chosen.
+    primary_metric: str = Field(
+        default="exact_row", description="exact_row | mean_field_accuracy | <field>_accuracy"
+    )
     min_quality_vs_teacher: float = Field(default=0.85, gt=0, le=2)
     # The teacher is the reference the student's bar is drawn from: one that gets fewer than
     # half the golden set right would drag that bar down with it, so the cycle fails with
@@ -60,9 +70,41 @@ class Thresholds(Spec):
     # whether the student lost general skills: an unmeasured general_regression then passes,
     # reported as not measured. A measured regression is held to max_general_regression anyway.
     require_general_regression: bool = True
-    p95_latency_ms: float = Field(default=2000.0, gt=0)
+    p95_latency_ms: float | None = Field(
+        default=2000.0, gt=0, description="absolute P95 budget of the student; null: not gated"
+    )
+    max_latency_vs_teacher: float | None = Field(
+        default=None, gt=0, description="student P95 / teacher P95 at most this; null: not gated"
+    )
+    max_cost_vs_teacher: float | None = Field(
+        default=None, gt=0, description="student / teacher cost per query; null: not gated"
+    )
     max_iterations: int = Field(default=3, ge=1, le=20)
     min_quant_retention: float = Field(default=0.95, gt=0, le=1)
+
+    @field_validator("primary_metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value in {"exact_row", "mean_field_accuracy"} or (
+            value.endswith("_accuracy") and len(value) > len("_accuracy")
+        ):
+            return value
+        raise ValueError(f"{value!r} is not exact_row, mean_field_accuracy or <field>_accuracy")
+
+    @model_validator(mode="after")
+    def _latency_is_gated(self) -> Thresholds:
+        if self.p95_latency_ms is None and self.max_latency_vs_teacher is None:
+            raise ValueError(
+                "set p95_latency_ms or max_latency_vs_teacher (or both): latency must be gated"
+            )
+        return self
+
+    @property
+    def primary_field(self) -> str | None:
+        """The field a "<field>_accuracy" primary metric names; None for the row-level ones."""
+        if self.primary_metric in {"exact_row", "mean_field_accuracy"}:
+            return None
+        return self.primary_metric.removesuffix("_accuracy")
 
 
 class Teacher(Spec):

@@ -101,6 +101,49 @@ def test_a_task_without_general_data_can_opt_out_explicitly():
     assert spec.thresholds.require_general_regression is False
 
 
+def test_quality_is_exact_row_and_latency_is_gated_by_default():
+    thresholds = parse_spec(minimal_spec()).thresholds
+    assert thresholds.primary_metric == "exact_row" and thresholds.primary_field is None
+    assert thresholds.p95_latency_ms == 2000.0
+    assert thresholds.max_latency_vs_teacher is None and thresholds.max_cost_vs_teacher is None
+
+
+@pytest.mark.parametrize(
+    ("metric", "field"),
+    [("exact_row", None), ("mean_field_accuracy", None), ("label_accuracy", "label")],
+)
+def test_the_primary_metric_is_a_row_metric_or_one_fields_accuracy(metric, field):
+    thresholds = parse_spec(minimal_spec(thresholds={"primary_metric": metric})).thresholds
+    assert thresholds.primary_metric == metric and thresholds.primary_field == field
+
+
+@pytest.mark.parametrize("metric", ["f1", "_accuracy", "accuracy"])
+def test_an_unknown_primary_metric_is_refused(metric):
+    assert problems(minimal_spec(thresholds={"primary_metric": metric})) == [
+        f"thresholds.primary_metric: {metric!r} is not exact_row, mean_field_accuracy or "
+        "<field>_accuracy"
+    ]
+
+
+def test_latency_may_be_gated_relative_to_the_teacher_alone():
+    relative = {"p95_latency_ms": None, "max_latency_vs_teacher": 1.0, "max_cost_vs_teacher": 0.5}
+    thresholds = parse_spec(minimal_spec(thresholds=relative)).thresholds
+    assert thresholds.p95_latency_ms is None and thresholds.max_latency_vs_teacher == 1.0
+
+
+def test_a_task_without_any_latency_gate_is_refused():
+    assert problems(minimal_spec(thresholds={"p95_latency_ms": None})) == [
+        "thresholds: set p95_latency_ms or max_latency_vs_teacher (or both): latency must be gated"
+    ]
+
+
+@pytest.mark.parametrize("name", ["max_latency_vs_teacher", "max_cost_vs_teacher"])
+def test_a_relative_budget_must_be_positive(name):
+    assert problems(minimal_spec(thresholds={name: 0})) == [
+        f"thresholds.{name}: Input should be greater than 0"
+    ]
+
+
 def test_wrong_type_names_the_nested_field():
     bad = minimal_spec(training={"trials": "many"})
     assert problems(bad) == [
