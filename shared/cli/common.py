@@ -3,8 +3,9 @@
 Where things are, in order: an explicit DISTILLERY_NATS_URL / DISTILLERY_DATABASE_URL, then
 HOME/runtime.json written by a live `distillery up`, then the settings' defaults.
 
-The CLI is "ops" on the bus: DISTILLERY_NATS_USER / DISTILLERY_NATS_PASSWORD when set (a
-deployment's operator), else, for the bus of a live `distillery up`, HOME/credentials/ops.json.
+The CLI is "ops" on the bus: on the bus of a live `distillery up`, with the password it made
+in HOME/credentials/ops.json; elsewhere (a deployment), as DISTILLERY_NATS_USER /
+DISTILLERY_NATS_PASSWORD say.
 """
 
 from __future__ import annotations
@@ -195,8 +196,10 @@ def resolve(home: Path | None) -> Target:
     nats_url = settings.nats_url
     credentials = bus_credentials(settings)
     if "nats_url" not in explicit and runtime:
+        # That bus knows only the passwords its `up` made; a shell's own (for another
+        # deployment) would be refused there.
         nats_url = runtime["nats_url"]
-        credentials = credentials or ops_credentials(home_dir)
+        credentials = ops_credentials(home_dir) or credentials
     database_url = settings.database_url
     if not database_url:
         database_url = (runtime or {}).get("database_url") or settings.resolved_database_url
