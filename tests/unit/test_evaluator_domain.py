@@ -17,12 +17,22 @@ T = Thresholds(
 )
 
 
-def gates(student=0.9, teacher=1.0, regression=0.0, p95=100.0, thresholds=T):
+def serving(p95=100.0, teacher_p95=1000.0, cost=0.001, teacher_cost=0.01, basis="single"):
+    return domain.Serving(
+        p95_ms=p95,
+        basis=basis,
+        teacher_p95_ms=teacher_p95,
+        cost_usd=cost,
+        teacher_cost_usd=teacher_cost,
+    )
+
+
+def gates(student=0.9, teacher=1.0, regression=0.0, thresholds=T, **speed):
     return domain.adapter_gates(
         student_quality=student,
         teacher_quality=teacher,
         regression=regression,
-        p95_ms=p95,
+        serving=serving(**speed),
         thresholds=thresholds,
     )
 
@@ -151,17 +161,109 @@ def test_quality_failure_without_a_slice_under_its_bar_still_names_slices():
     assert d.outcome == "iterate" and d.failing_slices == ["billing", "it"]
 
 
-def test_latency_or_regression_failure_ends_the_cycle_without_iterating():
-    d = decide(gates(p95=900.0), 1, student={"it": 1.0}, teacher={"it": 1.0})
+RELATIVE = T.model_copy(
+    update={"p95_latency_ms": None, "max_latency_vs_teacher": 1.0, "max_cost_vs_teacher": 0.5}
+)
+BOTH = RELATIVE.model_copy(update={"p95_latency_ms": 500.0})
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "speed", "failing"),
+    [
+        (T, {"p95": 900.0}, [domain.LATENCY]),
+        (RELATIVE, {"p95": 900.0, "teacher_p95": 600.0}, [domain.LATENCY_VS_TEACHER]),
+        (BOTH, {"p95": 900.0, "teacher_p95": 600.0}, [domain.LATENCY, domain.LATENCY_VS_TEACHER]),
+    ],
+)
+def test_latency_only_failure_ends_the_cycle_without_iterating(thresholds, speed, failing):
+    results = gates(thresholds=thresholds, **speed)
+    assert [g.name for g in results if not g.passed] == failing
+    d = decide(results, 1, student={"it": 1.0}, teacher={"it": 1.0})
     assert d.outcome == "failed"
-    assert "p95_latency_ms=900" in (d.reason or "")
-    assert "cannot fix" in (d.reason or "")
+    assert f"more training data cannot fix {', '.join(failing)}" in (d.reason or "")
+
+
+@pytest.mark.parametrize(
+    ("speed", "failing"),
+    [
+        ({"p95": 900.0, "teacher_p95": 600.0}, "latency_vs_teacher=1.5 (threshold 1)"),
+        ({"cost": 0.008, "teacher_cost": 0.01}, "cost_vs_teacher=0.8 (threshold 0.5)"),
+    ],
+)
+def test_latency_or_cost_failing_beside_quality_ends_the_cycle_all_the_same(speed, failing):
+    # Quality alone would iterate; the next iteration would be just as slow or dear.
+    results = gates(student=0.5, thresholds=RELATIVE, **speed)
+    assert {g.name for g in results if not g.passed} == {domain.QUALITY, failing.split("=")[0]}
+    for iteration in (1, 2):
+        d = decide(results, iteration)
+        assert d.outcome == "failed", "no iteration: more data cannot fix latency or cost"
+        assert failing in (d.reason or "") and "quality_vs_teacher=0.5" in (d.reason or "")
+        assert d.failing_slices == ["billing"]
+
+
+def test_regression_beside_quality_ends_the_cycle():
+    d = decide(gates(student=0.5, regression=0.2), 1)
+    assert d.outcome == "failed"
+    assert "more training data cannot fix general_regression" in (d.reason or "")
+
+
+def test_relative_gates_are_student_over_teacher():
+    g = by_name(gates(thresholds=BOTH, p95=300.0, teacher_p95=600.0, cost=0.005, teacher_cost=0.01))
+    assert g[domain.LATENCY_VS_TEACHER].value == pytest.approx(0.5)
+    assert g[domain.LATENCY_VS_TEACHER].threshold == 1.0
+    assert g[domain.COST_VS_TEACHER].value == pytest.approx(0.5)
+    assert g[domain.COST_VS_TEACHER].passed, "at the threshold passes"
+    assert g[domain.LATENCY].value == 300.0 and g[domain.LATENCY].threshold == 500.0
+
+
+def test_a_budget_left_unset_is_no_gate():
+    assert domain.LATENCY not in by_name(gates(thresholds=RELATIVE))
+    only_absolute = by_name(gates())
+    assert domain.LATENCY_VS_TEACHER not in only_absolute
+    assert domain.COST_VS_TEACHER not in only_absolute
+
+
+@pytest.mark.parametrize(
+    ("speed", "gate", "why"),
+    [
+        ({"p95": None}, domain.LATENCY_VS_TEACHER, "no latency samples of the candidate"),
+        ({"teacher_p95": None}, domain.LATENCY_VS_TEACHER, "no latency of the teacher's"),
+        ({"teacher_p95": 0.0}, domain.LATENCY_VS_TEACHER, "no latency of the teacher's"),
+        ({"basis": "amortised"}, domain.LATENCY_VS_TEACHER, "needs per-request timings"),
+        ({"teacher_cost": 0.0}, domain.COST_VS_TEACHER, "teacher's cost per query is 0"),
+        ({"cost": None}, domain.COST_VS_TEACHER, "no cost of the candidate"),
+    ],
+)
+def test_a_relative_gate_without_both_figures_fails_as_not_measured(speed, gate, why):
+    results = gates(thresholds=RELATIVE, **speed)
+    g = by_name(results)[gate]
+    assert not g.passed and g.value is None
+    assert (g.reason or "").startswith("not measured") and why in (g.reason or "")
+    d = decide(results, 1, student={"it": 1.0}, teacher={"it": 1.0})
+    assert d.outcome == "failed" and "another iteration cannot measure it" in (d.reason or "")
+
+
+def test_a_primary_metric_the_golden_set_lacks_fails_closed_without_blaming_the_teacher():
+    results = gates(student=None, teacher=None)
+    g = by_name(results)
+    for name in (domain.TEACHER, domain.QUALITY):
+        assert not g[name].passed and (g[name].reason or "").startswith("not measured")
+        assert "primary_metric exact_row" in (g[name].reason or "")
+    d = decide(results, 1)
+    assert d.outcome == "failed" and "teacher too weak" not in (d.reason or "")
+    assert "another iteration cannot measure it" in (d.reason or "")
+
+
+def test_ratio_of_needs_a_teacher_figure_above_zero():
+    assert domain.ratio_of(1.0, 4.0) == 0.25
+    assert domain.ratio_of(1.0, 0.0) is None
+    assert domain.ratio_of(None, 1.0) is None and domain.ratio_of(1.0, None) is None
 
 
 def test_quantized_retention_gate():
-    ok = domain.quant_gates(quality=0.95, source_quality=1.0, p95_ms=10.0, thresholds=T)
+    ok = domain.quant_gates(quality=0.95, source_quality=1.0, serving=serving(), thresholds=T)
     assert domain.quant_decision(ok).outcome == "passed"
-    bad = domain.quant_gates(quality=0.9, source_quality=1.0, p95_ms=10.0, thresholds=T)
+    bad = domain.quant_gates(quality=0.9, source_quality=1.0, serving=serving(), thresholds=T)
     decision = domain.quant_decision(bad)
     assert decision.outcome == "failed" and "quant_retention" in (decision.reason or "")
     assert domain.retention(0.9, 1.0) == pytest.approx(0.9)
@@ -170,7 +272,7 @@ def test_quantized_retention_gate():
 def test_retention_of_a_source_that_scored_zero_is_not_measured():
     # 0 of 0 is no evidence the variant kept anything; it must not read as full retention.
     assert domain.retention(0.0, 0.0) is None
-    results = domain.quant_gates(quality=0.0, source_quality=0.0, p95_ms=10.0, thresholds=T)
+    results = domain.quant_gates(quality=0.0, source_quality=0.0, serving=serving(), thresholds=T)
     [kept] = [g for g in results if g.name == domain.RETENTION]
     assert not kept.passed and (kept.reason or "").startswith("not measured")
     decision = domain.quant_decision(results)
@@ -178,5 +280,7 @@ def test_retention_of_a_source_that_scored_zero_is_not_measured():
 
 
 def test_a_variant_without_latency_samples_fails():
-    results = domain.quant_gates(quality=1.0, source_quality=1.0, p95_ms=None, thresholds=T)
+    results = domain.quant_gates(
+        quality=1.0, source_quality=1.0, serving=serving(p95=None), thresholds=T
+    )
     assert domain.quant_decision(results).outcome == "failed"

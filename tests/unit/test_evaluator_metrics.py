@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 
+from evaluator.confusions import FieldConfusion, error_patterns
 from evaluator.data import DataError, GoldenRow, ProbeRow, parse_jsonl
 from evaluator.metrics import (
     general_regression,
     judge_agreement,
     parse_reply,
     percentile,
+    primary,
     probe_accuracy,
     probe_correct,
     score_example,
@@ -107,6 +110,26 @@ def test_task_metrics_overall_and_per_slice():
     assert m.slices["it"].refusal is None
 
 
+def test_primary_metric_is_read_off_any_summary():
+    replies = {
+        "a": '{"team": "it", "priority": "high"}',
+        "b": '{"team": "it", "priority": "high"}',
+        "c": '{"team": "it", "priority": "low"}',
+        "d": '{"team": "none", "priority": "escalate"}',
+    }
+    m = task_metrics(replies, ROWS, schema=SCHEMA, refusal=REFUSAL)
+    # Two rows fully right; team right on 3 of 4, priority on 3 of 4.
+    assert primary(m.overall, "exact_row") == 0.5
+    assert primary(m.overall, "mean_field_accuracy") == 0.75
+    assert primary(m.overall, "priority_accuracy") == 0.75
+    assert primary(m.slices["billing"], "team_accuracy") == 0.0
+    assert primary(m.overall.as_dict(), "mean_field_accuracy") == 0.75, "the report's dict too"
+    assert primary(m.overall, "colour_accuracy") is None, "no such field: not measured"
+    plain = task_metrics({"p": "Paris"}, [row("p", "Paris")], schema=None, refusal={})
+    assert primary(plain.overall, "exact_row") == 1.0
+    assert primary(plain.overall, "mean_field_accuracy") is None
+
+
 def test_a_missing_reply_counts_as_wrong():
     m = task_metrics({}, ROWS, schema=SCHEMA, refusal=REFUSAL)
     assert m.overall.accuracy == 0.0 and m.overall.json_validity == 0.0
@@ -166,3 +189,81 @@ def test_malformed_golden_set_is_a_permanent_error():
         parse_jsonl(good + good, GoldenRow, "golden")
     with pytest.raises(DataError, match="empty"):
         parse_jsonl(b"\n", GoldenRow, "golden")
+
+
+# -- error patterns ------------------------------------------------------------------------------
+
+LABELLED = {
+    "type": "object",
+    "properties": {
+        "team": {"enum": ["it", "billing", "none"]},
+        "priority": {"enum": ["low", "high", "escalate"]},
+        "urgent": {"type": "boolean"},
+        "note": {"type": "string"},
+    },
+}
+
+
+def labelled(i: str, team: str, priority: str, urgent: bool, note: str) -> GoldenRow:
+    output = json.dumps({"team": team, "priority": priority, "urgent": urgent, "note": note})
+    text = f"Ticket {i}: the printer on floor three is jammed again and nobody can print"
+    return GoldenRow(id=i, input=text, output=output, use_case="it")
+
+
+PATTERN_ROWS = [
+    labelled("1", "it", "high", True, "printer on floor three is jammed"),
+    labelled("2", "it", "high", True, "x"),
+    labelled("3", "it", "low", False, "x"),
+    labelled("4", "billing", "low", False, "x"),
+]
+
+
+def test_error_patterns_count_label_confusions_per_field():
+    replies = {
+        "1": '{"team": "billing", "priority": "LOW", "urgent": "true", "note": "y"}',
+        "2": '{"team": "billing", "priority": "high", "urgent": true}',
+        "3": "not json at all",
+        "4": '{"team": "it", "priority": "low"}',
+    }
+    patterns = error_patterns(replies, PATTERN_ROWS, schema=LABELLED, top=5)
+    assert patterns == [
+        FieldConfusion("priority", "high", "low", 1),
+        FieldConfusion("priority", "low", "<invalid>", 1),
+        FieldConfusion("team", "it", "billing", 2),
+        FieldConfusion("team", "billing", "it", 1),
+        FieldConfusion("team", "it", "<invalid>", 1),
+        FieldConfusion("urgent", "false", "<invalid>", 1),
+        FieldConfusion("urgent", "false", "<missing>", 1),
+        # The string "true" is not the boolean true: a type confusion, not a match.
+        FieldConfusion("urgent", "true", "<other>", 1),
+    ]
+    assert not any(p.field == "note" for p in patterns), "free text is not a label"
+
+
+def test_error_patterns_keep_the_most_frequent_per_field():
+    replies = {"1": '{"team": "none"}', "2": '{"team": "none"}', "3": '{"team": "billing"}'}
+    patterns = error_patterns(replies, PATTERN_ROWS, schema=LABELLED, top=1)
+    assert [p for p in patterns if p.field == "team"] == [FieldConfusion("team", "it", "none", 2)]
+    assert len({p.field for p in patterns}) == len(patterns)
+
+
+def test_error_patterns_never_carry_input_text():
+    # A student that copies the ticket into a field is named "<other>", not quoted.
+    copied = json.dumps({"team": PATTERN_ROWS[0].input, "priority": "high", "urgent": True})
+    patterns = error_patterns({"1": copied}, PATTERN_ROWS[:1], schema=LABELLED, top=5)
+    assert patterns == [FieldConfusion("team", "it", "<other>", 1)]
+    # Nor does a schema label that is itself 20 characters of an input.
+    quoting = {"properties": {"team": {"enum": ["it", "printer on floor three is jammed"]}}}
+    rows = [
+        GoldenRow(
+            id="q",
+            input="the printer on floor three is jammed",
+            output='{"team": "printer on floor three is jammed"}',
+            use_case="it",
+        )
+    ]
+    assert error_patterns({"q": '{"team": "it"}'}, rows, schema=quoting, top=5) == []
+
+
+def test_without_a_schema_there_are_no_labels_to_confuse():
+    assert error_patterns({}, PATTERN_ROWS, schema=None, top=5) == []

@@ -11,13 +11,29 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from shared.events.catalog import TrainingCompleted
+from shared.events.catalog import Confusion, TrainingCompleted
 
 from . import domain
-from .assemble import flat_metrics, latency_basis, local_cost, score, section, teacher_cost
+from .assemble import (
+    flat_metrics,
+    local_cost,
+    quality,
+    score,
+    section,
+    serving,
+    slice_quality,
+    teacher_cost,
+    teacher_p95,
+    vs_teacher,
+    vs_teacher_metrics,
+)
+from .confusions import error_patterns
 from .inputs import Inputs
-from .metrics import general_regression, judge_agreement, percentile, score_example
+from .metrics import general_regression, judge_agreement, score_example
 from .outcome import Verdict
+
+# Enough for synth-data to aim at a field's main confusions; the full counts are in no event.
+PATTERNS_PER_FIELD = 5
 
 
 def refusal(manifest: Mapping[str, Any], event: TrainingCompleted) -> str | None:
@@ -92,28 +108,42 @@ def verdict(
         candidate_ppl=candidate.get("perplexity"),
         base_ppl=base.get("perplexity"),
     )
-    basis, latencies = latency_basis(candidate)
+    metric = spec.thresholds.primary_metric
+    student_q, teacher_q = (
+        quality(metrics["candidate"], metric),
+        quality(metrics["teacher"], metric),
+    )
+    speed = serving(
+        candidate,
+        compute_hour_usd,
+        teacher_p95_ms=teacher_p95(teacher),
+        teacher_cost_usd=sections["teacher"]["cost_per_query_usd"],
+    )
     gates = domain.adapter_gates(
-        student_quality=metrics["candidate"].overall.accuracy,
-        teacher_quality=metrics["teacher"].overall.accuracy,
+        student_quality=student_q,
+        teacher_quality=teacher_q,
         regression=regression["worst"],
-        p95_ms=percentile(latencies, 95),
+        serving=speed,
         thresholds=spec.thresholds,
     )
     decision = domain.decide(
         gates,
-        student={k: v.accuracy for k, v in metrics["candidate"].slices.items()},
-        teacher={k: v.accuracy for k, v in metrics["teacher"].slices.items()},
+        student=slice_quality(metrics["candidate"], metric),
+        teacher=slice_quality(metrics["teacher"], metric),
         ratio=spec.thresholds.min_quality_vs_teacher,
         iteration=event.iteration,
         max_iterations=spec.thresholds.max_iterations,
     )
-    flat = flat_metrics(sections, "candidate")
+    versus = vs_teacher(metric, student_q, teacher_q, speed)
+    flat = flat_metrics(sections, "candidate", metric) | vs_teacher_metrics(versus)
     if regression["worst"] is not None:
         flat["general_regression"] = regression["worst"]
     if judge and judge["agreement"] is not None:
         flat["judge.pass_rate"] = judge["pass_rate"]
         flat["judge.agreement"] = judge["agreement"]
+    patterns = error_patterns(
+        candidate["replies"], inputs.rows, schema=spec.output_schema, top=PATTERNS_PER_FIELD
+    )
     return Verdict(
         source=event,
         task_name=event.task_name,
@@ -125,13 +155,17 @@ def verdict(
         quant_format=None,
         gates=gates,
         decision=decision,
-        quality=metrics["candidate"].overall.accuracy,
+        # The row's quality column is not nullable; an unmeasured one failed its gate anyway,
+        # and a variant of it then has nothing to retain.
+        quality=student_q or 0.0,
         sections=sections,
         metrics=flat,
+        error_patterns=[Confusion(**vars(c)) for c in patterns],
         extra={
             "base_model": event.base_model.model_dump(mode="json"),
             "general_regression": regression,
-            "latency_basis": basis,
+            "latency_basis": speed.basis,
+            "vs_teacher": versus,
             "judge": judge,
         },
     )

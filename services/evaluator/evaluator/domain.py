@@ -1,30 +1,26 @@
 """Gates, verdict and what the cycle does next. Pure: numbers in, decisions out.
 
-- teacher_quality: the teacher's task accuracy >= min_teacher_quality, and above 0 whatever
-  the setting. Every other bar is drawn from the teacher, so a teacher that cannot do the task
-  would lower the bar for the student with it; the cycle fails instead.
-- quality_vs_teacher: the candidate's task accuracy >= min_quality_vs_teacher x the teacher's.
-- general_regression: the worst relative drop in general capability against the base (probe
-  accuracy, token cross-entropy on general text) <= max_general_regression.
-- p95_latency_ms: the candidate's P95 latency <= the threshold.
-- quant_retention (quantized variants): quality >= min_quant_retention x the unquantized
-  student's quality.
+Quality is the task's primary metric (thresholds.primary_metric, exact_row by default) on the
+golden set, for teacher and candidate alike. The gates (README, "Gates"): teacher_quality,
+quality_vs_teacher, general_regression, then the serving gates the task sets: p95_latency_ms
+(absolute), latency_vs_teacher and cost_vs_teacher (candidate / teacher); quant_retention for
+a quantized variant. A budget left at None is no gate (its figure is still reported); the spec
+refuses a task with no latency gate of either kind.
 
-Gates fail closed: a gate whose number could not be measured (no latency sample; no probe
-accuracy and no general-text perplexity; a reference that scored 0, so no ratio) fails, and its
-reason says "not measured" and why. A pass has to be earned by a measurement, since a silent
-pass is what lets a broken pipeline ship a broken model. One exception is opt-in and
-explicit: a task that sets thresholds.require_general_regression to false (it has no probe set
-or general text and accepts the risk) lets an unmeasured general_regression pass, with the
-reason "not measured; not required by the task". A measured regression is still held to its
-bound.
+A gate that is set fails closed: a number that could not be measured (no latency sample; no
+probe accuracy and no general-text perplexity; a reference that scored 0 or cost nothing, so
+no ratio) fails it, and its reason says "not measured" and why, since a silent pass is what
+lets a broken pipeline ship a broken model. The one opt-out is explicit:
+thresholds.require_general_regression = false lets an unmeasured general_regression pass.
 
 What a failed adapter leads to: a teacher too weak for the task ends the cycle, since more of
-its data cannot fix it. More data can fix quality, so a failed quality gate asks for another
-iteration focused on the failing slices, until the task's max_iterations; a candidate that is
-good enough but too slow or that forgets general skills will not be fixed by more of the same
-data, and an unmeasured gate stays unmeasured on the next iteration, so these fail the cycle
-with the reason.
+its data cannot fix it. More data can fix quality, so a failed quality gate alone asks for
+another iteration focused on the failing slices, until the task's max_iterations. Latency and
+cost are set by the model's size, the prompt and the serving stack (the reply's length is
+bounded by the output schema), and more task data tends to cost general skills rather than
+restore them: when any of these fails, with quality or without, the cycle ends with the reason
+instead of spending iterations that cannot pass. An unmeasured gate stays unmeasured on the
+next iteration, so it ends the cycle as well.
 """
 
 from __future__ import annotations
@@ -40,10 +36,58 @@ TEACHER = "teacher_quality"
 QUALITY = "quality_vs_teacher"
 REGRESSION = "general_regression"
 LATENCY = "p95_latency_ms"
+LATENCY_VS_TEACHER = "latency_vs_teacher"
+COST_VS_TEACHER = "cost_vs_teacher"
 RETENTION = "quant_retention"
+PER_REQUEST = frozenset({"single", "concurrent"})
+DATA_CANNOT_FIX = frozenset({REGRESSION, LATENCY, LATENCY_VS_TEACHER, COST_VS_TEACHER})
 
 NOT_MEASURED = "not measured"
 TEACHER_TOO_WEAK = "teacher too weak for this task"
+
+
+def ratio_of(student: float | None, teacher: float | None) -> float | None:
+    """student / teacher; None when either is unknown or the teacher's figure is not above 0."""
+    if student is None or teacher is None or teacher <= 0:
+        return None
+    return student / teacher
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What one query costs with the candidate and with the teacher; None: not measured.
+
+    `basis` names the candidate's timings: "concurrent" or "single" (the wait of one request,
+    under load or alone) or "amortised" (a batch's wall time per item). The teacher's are
+    waits of single requests, so an amortised figure has no ratio to them.
+    """
+
+    p95_ms: float | None
+    basis: str
+    teacher_p95_ms: float | None
+    cost_usd: float | None
+    teacher_cost_usd: float | None
+
+    @property
+    def latency_vs_teacher(self) -> float | None:
+        if self.basis not in PER_REQUEST:
+            return None
+        return ratio_of(self.p95_ms, self.teacher_p95_ms)
+
+    @property
+    def cost_vs_teacher(self) -> float | None:
+        return ratio_of(self.cost_usd, self.teacher_cost_usd)
+
+    def latency_gap(self) -> str:
+        """Why latency_vs_teacher is None."""
+        if self.p95_ms is None:
+            return "no latency samples of the candidate"
+        if self.basis not in PER_REQUEST:
+            return (
+                f"the candidate's timings are {self.basis}, the teacher's are per request; "
+                "the ratio needs per-request timings"
+            )
+        return "no latency of the teacher's to compare with"
 
 
 def _at_least(name: str, value: float, threshold: float) -> GateResult:
@@ -72,8 +116,14 @@ def not_measured(gate: GateResult) -> bool:
     return not gate.passed and (gate.reason or "").startswith(NOT_MEASURED)
 
 
-def teacher_gate(teacher_quality: float, thresholds: Thresholds) -> GateResult:
+def _no_metric(thresholds: Thresholds) -> str:
+    return f"the golden outputs have no field for primary_metric {thresholds.primary_metric}"
+
+
+def teacher_gate(teacher_quality: float | None, thresholds: Thresholds) -> GateResult:
     bar = thresholds.min_teacher_quality
+    if teacher_quality is None:
+        return _unmeasured(TEACHER, None, bar, why=_no_metric(thresholds))
     # `> 0` as well: a teacher at 0 is no reference at all, whatever the task asks of it.
     if teacher_quality > 0 and teacher_quality >= bar:
         return GateResult(name=TEACHER, passed=True, value=teacher_quality, threshold=bar)
@@ -82,15 +132,47 @@ def teacher_gate(teacher_quality: float, thresholds: Thresholds) -> GateResult:
     )
 
 
+def serving_gates(serving: Serving, thresholds: Thresholds) -> list[GateResult]:
+    """The latency and cost gates the task sets; at least one latency gate (the spec says so)."""
+    gates = []
+    if thresholds.p95_latency_ms is not None:
+        gates.append(
+            _at_most(LATENCY, serving.p95_ms, thresholds.p95_latency_ms, why="no latency samples")
+        )
+    if thresholds.max_latency_vs_teacher is not None:
+        gates.append(
+            _at_most(
+                LATENCY_VS_TEACHER,
+                serving.latency_vs_teacher,
+                thresholds.max_latency_vs_teacher,
+                why=serving.latency_gap(),
+            )
+        )
+    if thresholds.max_cost_vs_teacher is not None:
+        why = (
+            "no cost of the candidate"
+            if serving.cost_usd is None
+            else "the teacher's cost per query is 0 (the spec's prices), so there is no ratio"
+        )
+        gates.append(
+            _at_most(
+                COST_VS_TEACHER, serving.cost_vs_teacher, thresholds.max_cost_vs_teacher, why=why
+            )
+        )
+    return gates
+
+
 def adapter_gates(
     *,
-    student_quality: float,
-    teacher_quality: float,
+    student_quality: float | None,
+    teacher_quality: float | None,
     regression: float | None,
-    p95_ms: float | None,
+    serving: Serving,
     thresholds: Thresholds,
 ) -> list[GateResult]:
-    if teacher_quality > 0:
+    if student_quality is None:
+        quality = _unmeasured(QUALITY, None, None, why=_no_metric(thresholds))
+    elif teacher_quality is not None and teacher_quality > 0:
         quality = _at_least(
             QUALITY, student_quality, thresholds.min_quality_vs_teacher * teacher_quality
         )
@@ -109,14 +191,16 @@ def adapter_gates(
             "general-text perplexity",
             required=thresholds.require_general_regression,
         ),
-        _at_most(LATENCY, p95_ms, thresholds.p95_latency_ms, why="no latency samples"),
+        *serving_gates(serving, thresholds),
     ]
 
 
 def quant_gates(
-    *, quality: float, source_quality: float, p95_ms: float | None, thresholds: Thresholds
+    *, quality: float | None, source_quality: float, serving: Serving, thresholds: Thresholds
 ) -> list[GateResult]:
-    if source_quality > 0:
+    if quality is None:
+        kept = _unmeasured(RETENTION, None, None, why=_no_metric(thresholds))
+    elif source_quality > 0:
         kept = _at_least(RETENTION, quality, thresholds.min_quant_retention * source_quality)
     else:
         kept = _unmeasured(
@@ -125,12 +209,12 @@ def quant_gates(
             None,
             why="the source adapter scored 0, so there is nothing to retain",
         )
-    return [kept, _at_most(LATENCY, p95_ms, thresholds.p95_latency_ms, why="no latency samples")]
+    return [kept, *serving_gates(serving, thresholds)]
 
 
-def retention(quality: float, source_quality: float) -> float | None:
+def retention(quality: float | None, source_quality: float) -> float | None:
     """Share of the source's quality the variant keeps; None when the source scored 0."""
-    return quality / source_quality if source_quality > 0 else None
+    return ratio_of(quality, source_quality)
 
 
 def failing_slices(
@@ -157,7 +241,7 @@ def decide(
     max_iterations: int,
 ) -> Decision:
     failed = [g for g in gates if not g.passed]
-    weak = [g for g in failed if g.name == TEACHER]
+    weak = [g for g in failed if g.name == TEACHER and not not_measured(g)]
     if weak:
         # Slices "below the teacher" mean nothing when the teacher is the problem.
         return Decision(
@@ -174,9 +258,12 @@ def decide(
         return Decision(
             "failed", below, f"gates failed: {names}; another iteration cannot measure it either"
         )
-    if all(g.name != QUALITY for g in failed):
+    stuck = [g.name for g in failed if g.name in DATA_CANNOT_FIX]
+    if stuck:
         return Decision(
-            "failed", below, f"gates failed: {names}; more data for the same slices cannot fix it"
+            "failed",
+            below,
+            f"gates failed: {names}; more training data cannot fix {', '.join(stuck)}",
         )
     # Overall quality can fail with no single slice under its own bar (the mix matters), so
     # focus on what trails the teacher at all, and failing that on everything.

@@ -11,6 +11,9 @@ Choices a reader should know:
   is the judge.
 - Slices: a negative example belongs to the slice "negative" (as in TaskSpec.slices), every
   other example to its use case.
+- The primary metric (thresholds.primary_metric) is read off a Summary: exact_row is the task
+  accuracy, mean_field_accuracy the per-field accuracies averaged over fields, <field>_accuracy
+  one field's. None when the golden outputs have no such field: a gate on it is not measured.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from statistics import fmean
 from typing import Any
 
 from .data import GoldenRow, ProbeRow
@@ -124,15 +128,30 @@ class Summary:
     field_match: dict[str, float]
     refusal: float | None
 
+    @property
+    def mean_field_accuracy(self) -> float | None:
+        return fmean(self.field_match.values()) if self.field_match else None
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "n": self.n,
             "accuracy": self.accuracy,
+            "mean_field_accuracy": self.mean_field_accuracy,
             "json_validity": self.json_validity,
             "schema_validity": self.schema_validity,
             "field_match": self.field_match,
             "refusal": self.refusal,
         }
+
+
+def primary(summary: Summary | Mapping[str, Any], metric: str) -> float | None:
+    """The value of thresholds.primary_metric on a group of examples (a Summary or its dict)."""
+    values = summary.as_dict() if isinstance(summary, Summary) else summary
+    if metric == "exact_row":
+        return values["accuracy"]
+    if metric == "mean_field_accuracy":
+        return values["mean_field_accuracy"]
+    return values["field_match"].get(metric.removesuffix("_accuracy"))
 
 
 def _rate(flags: Sequence[bool]) -> float:

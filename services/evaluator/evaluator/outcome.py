@@ -9,6 +9,7 @@ from shared.artifacts import AsyncArtifactStore
 from shared.events import Event
 from shared.events.base import ArtifactRef
 from shared.events.catalog import (
+    Confusion,
     CycleFailed,
     CycleIterationRequested,
     EvaluationCompleted,
@@ -48,6 +49,8 @@ class Verdict:
     quality: float
     sections: dict[str, dict[str, Any]]
     metrics: dict[str, float]
+    # Labels only (confusions.py): they leave with cycle.iteration.requested.
+    error_patterns: list[Confusion] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -78,6 +81,7 @@ async def conclude(
         "reason": v.decision.reason,
         "gates": [g.model_dump(mode="json") for g in v.gates],
         "failing_slices": v.decision.failing_slices,
+        "error_patterns": [c.model_dump(mode="json") for c in v.error_patterns],
         "models": v.sections,
         "latency_note": LATENCY_NOTE,
         "cost": {
@@ -116,6 +120,7 @@ async def conclude(
                 task_spec=v.task_spec,
                 iteration=v.iteration + 1,
                 failing_slices=v.decision.failing_slices,
+                error_patterns=v.error_patterns,
                 evaluation_report=report_ref,
             )
         )

@@ -16,9 +16,18 @@ from typing import Any
 from shared.events.catalog import QuantizationCompleted
 
 from . import domain
-from .assemble import flat_metrics, latency_basis, local_cost, score, section
+from .assemble import (
+    flat_metrics,
+    local_cost,
+    quality,
+    score,
+    section,
+    serving,
+    teacher_reference,
+    vs_teacher,
+    vs_teacher_metrics,
+)
 from .inputs import Inputs
-from .metrics import percentile
 from .outcome import Verdict
 from .repository import SourceVerdict
 
@@ -65,17 +74,25 @@ def verdict(
             probes=inputs.probes,
         )
     }
-    basis, latencies = latency_basis(result)
-    quality = metrics.overall.accuracy
-    gates = domain.quant_gates(
-        quality=quality,
-        source_quality=source.quality,
-        p95_ms=percentile(latencies, 95),
-        thresholds=spec.thresholds,
+    metric = spec.thresholds.primary_metric
+    value = quality(metrics, metric)
+    # The teacher is not asked again: its figures are those the source adapter was judged on,
+    # from that verdict's metrics. Until SourceVerdict carries them (repository.py) there are
+    # none, and a gate relative to the teacher fails as not measured rather than pass unseen.
+    teacher = teacher_reference(getattr(source, "metrics", None) or {})
+    speed = serving(
+        result,
+        compute_hour_usd,
+        teacher_p95_ms=teacher["p95_ms"],
+        teacher_cost_usd=teacher["cost_usd"],
     )
-    flat = flat_metrics(sections, "candidate")
+    gates = domain.quant_gates(
+        quality=value, source_quality=source.quality, serving=speed, thresholds=spec.thresholds
+    )
+    versus = vs_teacher(metric, value, teacher["quality"], speed)
+    flat = flat_metrics(sections, "candidate", metric) | vs_teacher_metrics(versus)
     flat["quality.source"] = source.quality
-    kept = domain.retention(quality, source.quality)
+    kept = domain.retention(value, source.quality)
     if kept is not None:
         flat["quant_retention"] = kept
     return Verdict(
@@ -89,7 +106,7 @@ def verdict(
         quant_format=event.quant_format,
         gates=gates,
         decision=domain.quant_decision(gates),
-        quality=quality,
+        quality=value or 0.0,
         sections=sections,
         metrics=flat,
         extra={
@@ -100,6 +117,7 @@ def verdict(
                 "report": source.report,
             },
             "retention": kept,
-            "latency_basis": basis,
+            "latency_basis": speed.basis,
+            "vs_teacher": versus,
         },
     )

@@ -51,6 +51,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {g['name']} | {_fmt(g['value'])} | {_fmt(g['threshold'])} | {g['passed']} |"
         )
+    lines += _versus(report.get("vs_teacher"))
     models = report["models"]
     names = list(models)
     lines += ["", "## Task accuracy by slice", "", "| slice | " + " | ".join(names) + " |"]
@@ -63,6 +64,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             cells.append(_fmt(part["accuracy"], pct=True) if part else "n/a")
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     lines += ["", f"Failing slices: {', '.join(report['failing_slices']) or 'none'}", ""]
+    lines += _patterns(report.get("error_patterns") or [])
     lines += ["## Output quality", "", "| model | JSON valid | schema valid | refusal |"]
     lines.append("|---|---|---|---|")
     for name, m in models.items():
@@ -71,6 +73,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {name} | {_fmt(o['json_validity'], True)} | {_fmt(o['schema_validity'], True)} "
             f"| {_fmt(o['refusal'], True)} |"
         )
+    lines += _fields(models)
     lines += ["", "## General capability", ""]
     for name, m in models.items():
         if "general" in m:
@@ -101,6 +104,54 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"- agreement with golden labels {_fmt(j['agreement'], True)}")
     lines += ["", "## Charts", "", "![accuracy by slice](slices.png)", "![latency](latency.png)"]
     return "\n".join(lines) + "\n"
+
+
+def _versus(block: dict[str, Any] | None) -> list[str]:
+    if not block:
+        return []
+    lines = [
+        "",
+        "## Candidate vs teacher",
+        "",
+        f"Quality is the primary metric, `{block['primary_metric']}`.",
+        "",
+        "| figure | candidate | teacher | candidate / teacher |",
+        "|---|---|---|---|",
+    ]
+    for name in ("quality", "latency_p95_ms", "cost_per_query_usd"):
+        f = block[name]
+        lines.append(
+            f"| {name} | {_fmt(f['student'])} | {_fmt(f['teacher'])} | {_fmt(f['ratio'])} |"
+        )
+    basis = block["latency_p95_ms"].get("student_basis")
+    if basis:
+        lines += ["", f"Candidate latency basis: {basis}; the teacher's is per request."]
+    return lines
+
+
+def _fields(models: dict[str, Any]) -> list[str]:
+    fields = sorted({f for m in models.values() for f in m["task"]["overall"]["field_match"]})
+    if not fields:
+        return []
+    lines = ["", "## Accuracy by field", ""]
+    lines += ["| model | " + " | ".join([*fields, "mean"]) + " |", "|---" * (len(fields) + 2) + "|"]
+    for name, m in models.items():
+        o = m["task"]["overall"]
+        cells = [_fmt(o["field_match"].get(f), True) for f in fields]
+        cells.append(_fmt(o.get("mean_field_accuracy"), True))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _patterns(patterns: list[dict[str, Any]]) -> list[str]:
+    if not patterns:
+        return []
+    lines = ["## Error patterns (labels only)", "", "| field | expected | got | count |"]
+    lines.append("|---|---|---|---|")
+    for c in patterns:
+        # In code spans: "<invalid>" would otherwise render as an HTML tag, i.e. not at all.
+        lines.append(f"| {c['field']} | `{c['expected']}` | `{c['got']}` | {c['count']} |")
+    return [*lines, ""]
 
 
 def _png(fig) -> bytes:
