@@ -77,9 +77,9 @@ def verdict(
     metric = spec.thresholds.primary_metric
     value = quality(metrics, metric)
     # The teacher is not asked again: its figures are those the source adapter was judged on,
-    # from that verdict's metrics. Until SourceVerdict carries them (repository.py) there are
-    # none, and a gate relative to the teacher fails as not measured rather than pass unseen.
-    teacher = teacher_reference(getattr(source, "metrics", None) or {})
+    # from that verdict's metrics. A verdict without them (none recorded) leaves a gate relative
+    # to the teacher not measured: it fails rather than pass unseen.
+    teacher = teacher_reference(source.metrics)
     speed = serving(
         result,
         compute_hour_usd,

@@ -6,7 +6,7 @@ cause. Results-cache rows are written on their own, before the claim: a cache, n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +27,8 @@ class SourceVerdict:
     iteration: int
     quality: float
     report: dict[str, Any]
+    # Its flat metrics, the teacher's figures among them: a variant is gated against the same.
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 def add_evaluation(uow: UnitOfWork, row: dict[str, Any]) -> None:
@@ -51,7 +53,9 @@ async def latest_adapter_verdict(
         if row is None:
             return None
         # Read inside the unit of work: its exit rolls back, which expires loaded rows.
-        return SourceVerdict(row.evaluation_id, row.iteration, row.quality, row.report)
+        return SourceVerdict(
+            row.evaluation_id, row.iteration, row.quality, row.report, dict(row.metrics or {})
+        )
 
 
 async def cached_results_ref(
