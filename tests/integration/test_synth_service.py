@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from shared.db import Database, OutboxRow
 from shared.events import ConsumerPolicy, Event
 from shared.events.base import ArtifactRef
 from shared.events.catalog import (
+    Confusion,
     CycleFailed,
     CycleIterationRequested,
     CycleRequested,
@@ -418,6 +420,62 @@ async def test_iteration_regenerates_only_the_failing_slices(db, store, teacher)
     assert all("Use case: outage" in p for p in prompts if p.startswith("The assistant works"))
     run = await get_run(db, str(event.cycle_id), iteration=2)
     assert json.loads(run.stats)["focus"] == {"use_cases": ["outage"], "negatives": False}
+
+
+async def test_an_iteration_aims_at_error_patterns_and_no_golden_input_reaches_training(
+    sqlite_db, store, teacher
+):
+    from curation.decontam import GoldenIndex
+    from curation.domain import Options, Row, curate
+    from curation.filters import QualityRules
+
+    # The worst case: the golden set holds the very inputs a teacher hands out for the
+    # confused label, and the evaluator's report (which synth-data must not read) quotes them.
+    golden = [r for r in teacher.pool if r["use_case"] == "outage" and not r["negative"]][:4]
+    report = json.dumps({"failures": [{"input": g["input"]} for g in golden]}).encode()
+    data = toy_spec(teacher.url)
+    ref = await put_spec(store, data)
+    event = CycleIterationRequested(
+        cycle_id=uuid.uuid4(),
+        task_name="toy-triage",
+        task_version=1,
+        task_spec=ref,
+        iteration=2,
+        failing_slices=["outage", "billing"],
+        evaluation_report=await store.put_bytes(report, media_type="application/json"),
+        error_patterns=[
+            Confusion(field="label", expected="outage", got="billing", count=3),
+            Confusion(field="urgent", expected="true", got="false", count=2),
+        ],
+        producer="evaluator",
+    )
+
+    assert await deliver(deps(sqlite_db, store), event) == "acked"
+
+    [done] = await staged(sqlite_db, SynthCompleted)
+    rows = await jsonl(store, done.batch)
+    aims = Counter(json.dumps(r["aim"], sort_keys=True) for r in rows if r["aim"])
+    assert sum(aims.values()) == 5  # half of the 10, by count 3 : 2
+    assert {r["use_case"] for r in rows if r["aim"] and r["aim"]["expected"] == "outage"} == {
+        "outage"
+    }
+    written = [s.body["messages"][1]["content"] for s in teacher.requests if s.kind == "input"]
+    aimed = [p for p in written if "\nAim: " in p]
+    assert len(aimed) == 5
+    assert any("distinguishes label: outage from label: billing" in p for p in aimed)
+    # What synth-data composes for the teacher holds labels, never a golden input.
+    index = GoldenIndex(((str(i), g["input"]) for i, g in enumerate(golden)), 8)
+    assert not [p for p in written if index.match(p)]
+    # The teacher echoed golden inputs into the batch; curation's decontamination keeps none.
+    echoed = [r for r in rows if index.match(r["input"])]
+    assert echoed, "the scripted teacher should have handed out golden inputs"
+    batch = [Row(r["id"], r["use_case"], r["negative"], r["input"], r["output"]) for r in rows]
+    options = Options(0.85, 1, 4000, 8, 0.1, 0.0)
+    rules = QualityRules(1, 4000, data["output_schema"], data["negatives"]["expected"])
+    draft = curate(batch, rules, index, options)
+    assert not [r for r in draft.kept if index.match(r.input, r.output)]
+    contaminated = {r.row_id for r in draft.rejected if r.reason == "contaminated"}
+    assert {r["id"] for r in echoed} <= contaminated
 
 
 async def test_a_cycle_without_spec_waits_for_task_registered(db, store, teacher):

@@ -84,6 +84,71 @@ def test_iteration_plan_covers_only_the_failing_slices():
     assert Counter(p.slice for p in both) == {"account": 16, "negative": 4}
 
 
+CONFUSIONS = [
+    ("urgent", "true", "false", 5),  # not a use case, not the decline label: any use case
+    ("label", "outage", "billing", 3),  # a use case's own label: that use case's inputs
+    ("label", "unknown", "account", 2),  # the decline label: negatives
+    ("label", "outage", "billing", 1),  # the same confusion again: merged (3 + 1)
+    ("colour", "red", "blue", 9),  # not a field of the output: nothing to aim at
+    ("label", "billing", "billing", 4),  # not a confusion
+]
+
+
+def test_error_patterns_become_aims_on_their_own_labels():
+    task = spec(synthesis={"examples": 40})
+    scope = domain.focus(task, ["outage", "negative"], CONFUSIONS)
+    assert scope.aims == (
+        domain.Aim("urgent", "true", "false", 5),
+        domain.Aim("label", "outage", "billing", 4, use_case="outage"),
+        domain.Aim("label", "unknown", "account", 2, negative=True),
+    )
+    plan = domain.plan_batch(task, scope, edge_case_share=0.2)
+    assert len(plan) == 40 and [p.index for p in plan] == list(range(40))
+    aimed = [p for p in plan if p.aim]
+    # Half the batch, split by count (5 : 4 : 2 of 20); the other half as without aims.
+    assert Counter((p.aim.field, p.aim.expected) for p in aimed) == {
+        ("urgent", "true"): 9,
+        ("label", "outage"): 7,
+        ("label", "unknown"): 4,
+    }
+    assert all(p.use_case == "outage" and not p.negative for p in aimed if p.aim.use_case)
+    assert all(p.negative for p in aimed if p.aim.expected == "unknown")
+    assert not any(p.edge_case for p in aimed)
+    rest = [p for p in plan if not p.aim]
+    assert Counter(p.slice for p in rest) == {"outage": 16, "negative": 4}
+    assert {p.aim is not None for p in plan[:6]} == {True, False}  # interleaved
+    assert plan == domain.plan_batch(task, scope, edge_case_share=0.2)
+    # Without patterns the plan is exactly what it was.
+    plain = domain.plan_batch(task, domain.focus(task, ["outage", "negative"]), edge_case_share=0.2)
+    assert not any(p.aim for p in plain) and Counter(p.slice for p in plain) == {
+        "outage": 32,
+        "negative": 8,
+    }
+
+
+def test_aims_keep_the_most_frequent_confusions_in_a_stable_order():
+    many = [("label", "billing", f"x{i}", i + 1) for i in range(12)]
+    aims = domain.aims_for(spec(), reversed(many))
+    assert len(aims) == domain.MAX_AIMS
+    assert [a.got for a in aims] == [f"x{i}" for i in range(11, 3, -1)]
+    assert domain.aims_for(spec(), []) == ()
+
+
+def test_an_aimed_input_prompt_asks_to_separate_the_two_labels():
+    task = spec()
+    aim = domain.Aim("priority", "high", "medium", 4)
+    user = prompts.input_messages(task, Planned(0, "billing", "terse", False, aim=aim))[1]
+    [line] = [x for x in user["content"].splitlines() if x.startswith("Aim: ")]
+    assert "distinguishes priority: high from priority: medium" in line
+    assert "Use case: billing (charges and invoices)" in user["content"]
+    invalid = domain.Aim("priority", "high", domain.INVALID, 2)
+    user = prompts.input_messages(task, Planned(0, "billing", "terse", False, aim=invalid))[1]
+    assert "Aim: an input whose right answer has priority: high;" in user["content"]
+    assert domain.INVALID not in user["content"]
+    # The production call is the same for an aimed example: the task's instructions, verbatim.
+    assert prompts.answer_messages(task, "t")[0] == {"role": "system", "content": task.instructions}
+
+
 def test_residency_names_the_host_and_the_allow_list():
     teacher = Teacher(base_url="https://api.example.com/v1", model="m")
     assert domain.residency_violation(teacher, ["API.example.com"], []) is None
@@ -102,22 +167,22 @@ def test_residency_names_the_host_and_the_allow_list():
     ],
 )
 def test_valid_outputs_are_normalised(text):
-    checked = domain.check_output(text, TOY_SCHEMA)
+    checked = prompts.check_output(text, TOY_SCHEMA)
     assert checked.error is None
     assert checked.output == '{"label": "billing", "urgent": true}'
     assert checked.vote == '{"label":"billing","urgent":true}'
 
 
 def test_invalid_outputs_say_why():
-    not_json = domain.check_output("\n\n\n", TOY_SCHEMA)
+    not_json = prompts.check_output("\n\n\n", TOY_SCHEMA)
     assert not_json.output is None and not_json.error.startswith("not JSON")
-    wrong = domain.check_output('{"label": "refund", "urgent": "yes"}', TOY_SCHEMA)
+    wrong = prompts.check_output('{"label": "refund", "urgent": "yes"}', TOY_SCHEMA)
     assert wrong.error.startswith("schema: $.label: 'refund' is not one of")
     assert "(and 1 more)" in wrong.error
-    missing = domain.check_output('{"label": "billing"}', TOY_SCHEMA)
+    missing = prompts.check_output('{"label": "billing"}', TOY_SCHEMA)
     assert missing.error == "schema: $: 'urgent' is a required property"
-    assert domain.check_output("  free text  ", None).output == "free text"
-    assert domain.check_output("   ", None).error.startswith("empty")
+    assert prompts.check_output("  free text  ", None).output == "free text"
+    assert prompts.check_output("   ", None).error.startswith("empty")
 
 
 def test_majority_needs_more_than_half():
@@ -152,6 +217,7 @@ def test_batch_rows_have_the_shared_format_and_deterministic_bytes():
         "style": "terse",
         "negative": False,
         "edge_case": "x",
+        "aim": None,
         "iteration": 2,
         "input": "ticket",
         "output": '{"a": 1}',
@@ -162,6 +228,12 @@ def test_batch_rows_have_the_shared_format_and_deterministic_bytes():
     assert domain.to_jsonl([row]) == domain.to_jsonl([shuffled])
     assert json.loads(domain.to_jsonl([row, row]).splitlines()[1]) == row
     assert domain.per_slice([row, {**row, "negative": True}]) == {"billing": 1, "negative": 1}
+    aimed = Planned(4, "billing", "terse", negative=False, aim=domain.Aim("label", "a", "b", 3))
+    assert domain.batch_row(aimed, 2, "t", "{}", (1, 1))["aim"] == {
+        "field": "label",
+        "expected": "a",
+        "got": "b",
+    }
 
 
 def test_small_helpers():
@@ -173,8 +245,8 @@ def test_small_helpers():
     assert not domain.declines('{"label": "billing"}', {"label": "unknown"})
     assert not domain.declines("nope", {"label": "unknown"})
     assert domain.declines("anything", {})
-    assert domain.clean_input('  "quoted ticket"  ') == "quoted ticket"
-    assert domain.clean_input("```\nfenced ticket\n```") == "fenced ticket"
+    assert prompts.clean_input('  "quoted ticket"  ') == "quoted ticket"
+    assert prompts.clean_input("```\nfenced ticket\n```") == "fenced ticket"
     assert domain.acceptance_problem(5, 10, 0.0, {}) is None
     assert "no example passed" in domain.acceptance_problem(0, 4, 0.0, {"schema": 4})
     assert "only 1 of 10" in domain.acceptance_problem(1, 10, 0.5, {"schema": 9})

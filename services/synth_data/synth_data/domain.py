@@ -1,29 +1,44 @@
 """Pure decisions of synth-data: what to generate, what to keep, what it cost.
 
-No I/O here: the plan of a batch, the residency rule, output checks, the majority vote,
-request hashing and the batch's byte format are all functions of their arguments, so a
-redelivered job makes the same decisions and the same bytes.
+No I/O here: the plan of a batch (slices, and the student's confusions to aim at), the
+residency rule, the majority vote, request hashing and the batch's byte format are all
+functions of their arguments, so a redelivered job makes the same decisions and bytes. How a
+teacher reply is read (clean_input, check_output) lives with the prompts, in prompts.py.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from jsonschema import Draft202012Validator
 
 from shared.llm.hosts import AllowList, operator_list, refusal, spec_list
 from shared.tasks.spec import TaskSpec, Teacher
 
 NEGATIVE_SLICE = "negative"
 SYNTH_SETTING = "SYNTH_DATA_ALLOWED_TEACHER_HOSTS"
-_FENCE = re.compile(r"^```[\w-]*\s*\n?(.*?)\n?```$", re.DOTALL)
+# An aimed batch keeps half of it on the slice mix the evaluator judged: all of it on the
+# confusions would starve what the student already gets right, and that can regress.
+AIM_SHARE = 0.5
+MAX_AIMS = 8  # the most frequent confusions; a long tail of one-offs is noise, not a pattern
+INVALID = "<invalid>"  # the evaluator's `got` when the student's reply did not parse
+
+
+@dataclass(frozen=True)
+class Aim:
+    """Inputs whose right `field` is `expected`, which the student answered `got` (labels only,
+    never a golden input). Hosted by the use case that label names, by the negatives when it is
+    the decline label, else by any focused use case (`use_case` None)."""
+
+    field: str
+    expected: str
+    got: str
+    count: int
+    use_case: str | None = None
+    negative: bool = False
 
 
 @dataclass(frozen=True)
@@ -35,6 +50,7 @@ class Planned:
     style: str
     negative: bool
     edge_case: str | None = None
+    aim: Aim | None = None
 
     @property
     def slice(self) -> str:
@@ -47,6 +63,7 @@ class Focus:
     negatives: bool
     # True when an iteration named no slice this task has: the whole task is regenerated.
     fallback: bool = False
+    aims: tuple[Aim, ...] = ()
 
 
 def allocate(n: int, weights: dict[str, float]) -> dict[str, int]:
@@ -63,37 +80,64 @@ def allocate(n: int, weights: dict[str, float]) -> dict[str, int]:
     return counts
 
 
-def focus(spec: TaskSpec, failing_slices: Sequence[str] | None = None) -> Focus:
-    """Which slices to generate: all of them, or only the failing ones of an iteration."""
+def focus(
+    spec: TaskSpec,
+    failing_slices: Sequence[str] | None = None,
+    confusions: Iterable[tuple[str, str, str, int]] = (),
+) -> Focus:
+    """Which slices to generate (all, or an iteration's failing ones) and what to aim at."""
     names = tuple(u.name for u in spec.use_cases)
     has_negatives = spec.negatives.share > 0
+    aims = aims_for(spec, confusions)
     if not failing_slices:
-        return Focus(names, has_negatives)
+        return Focus(names, has_negatives, aims=aims)
     wanted = set(failing_slices)
     chosen = tuple(n for n in names if n in wanted)
     negatives = has_negatives and NEGATIVE_SLICE in wanted
     if not chosen and not negatives:
-        return Focus(names, has_negatives, fallback=True)
-    return Focus(chosen, negatives)
+        return Focus(names, has_negatives, fallback=True, aims=aims)
+    return Focus(chosen, negatives, aims=aims)
+
+
+def aims_for(spec: TaskSpec, confusions: Iterable[tuple[str, str, str, int]]) -> tuple[Aim, ...]:
+    """(field, expected, got, count) confusions -> the MAX_AIMS most frequent, deterministic."""
+    keys = set((spec.output_schema or {}).get("properties", {}))
+    names = {u.name for u in spec.use_cases}
+    # Only a string label marks a decline: a flag like needs_human=true is shared by positives.
+    declines_with = {k: v for k, v in spec.negatives.expected.items() if isinstance(v, str)}
+    merged: Counter[tuple[str, str, str]] = Counter()
+    for field, expected, got, count in confusions:
+        if expected != got and (not keys or field in keys):
+            merged[(field, expected, got)] += count
+    top = sorted(merged.items(), key=lambda item: (-item[1], item[0]))[:MAX_AIMS]
+    aims = []
+    for (f, e, g), n in top:
+        negative = spec.negatives.share > 0 and declines_with.get(f) == e
+        aims.append(Aim(f, e, g, n, None if negative or e not in names else e, negative))
+    return tuple(aims)
 
 
 def plan_batch(spec: TaskSpec, scope: Focus, *, edge_case_share: float) -> list[Planned]:
     """spec.synthesis.examples examples over the focused slices, deterministically.
 
-    Use cases share the positives by weight; negatives take spec.negatives.share (all of the
-    batch when only the negative slice is focused). Each slice walks the styles round-robin;
-    every 1/edge_case_share-th positive of a use case gets the next edge case. Slices are
-    interleaved so a partial batch (and the progress line) is balanced.
+    With aims, AIM_SHARE of the batch goes to them by count, the rest as without. Use cases
+    share the positives by weight; negatives take spec.negatives.share (all of the rest when
+    only the negative slice is focused). Each slice walks the styles round-robin; every
+    1/edge_case_share-th positive of a use case gets the next edge case (an aimed one none).
+    Slices are interleaved so a partial batch (and the progress line) is balanced.
     """
     n = spec.synthesis.examples
+    aimed = round(n * AIM_SHARE) if scope.aims else 0
     weights = {u.name: u.weight for u in spec.use_cases if u.name in scope.use_cases}
     negatives = 0
     if scope.negatives:
-        negatives = round(n * spec.negatives.share) if weights else n
-    counts = allocate(n - negatives, weights)
+        negatives = round((n - aimed) * spec.negatives.share) if weights else n - aimed
+    counts = allocate(n - aimed - negatives, weights)
     if negatives:
         counts[NEGATIVE_SLICE] = negatives
-    order = {name: i for i, name in enumerate([*weights, NEGATIVE_SLICE])}
+    aims = {f"aim:{i}": aim for i, aim in enumerate(scope.aims)}
+    counts.update(allocate(aimed, {name: aim.count for name, aim in aims.items()}))
+    order = {name: i for i, name in enumerate([*weights, NEGATIVE_SLICE, *aims])}
     slots = sorted(
         ((i + 0.5) / c, order[name], name, i) for name, c in counts.items() for i in range(c)
     )
@@ -105,6 +149,11 @@ def plan_batch(spec: TaskSpec, scope: Focus, *, edge_case_share: float) -> list[
     edges_used = 0
     for index, (_, slice_no, name, i) in enumerate(slots):
         style = styles[(i + slice_no) % len(styles)]
+        if name in aims:
+            aim = aims[name]
+            home = aim.use_case or hosts[i % len(hosts)]
+            plan.append(Planned(index, home, style, negative=aim.negative, aim=aim))
+            continue
         if name == NEGATIVE_SLICE:
             plan.append(Planned(index, hosts[i % len(hosts)], style, negative=True))
             continue
@@ -150,71 +199,6 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def clean_input(text: str) -> str:
-    """The written input without the wrapping a chat model likes to add."""
-    text = text.strip()
-    fenced = _FENCE.match(text)
-    if fenced:
-        text = fenced.group(1).strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
-        text = text[1:-1].strip()
-    return text
-
-
-@dataclass(frozen=True)
-class Checked:
-    """A teacher answer judged against the task: the output to keep, or why not."""
-
-    output: str | None
-    vote: str | None  # canonical form, what self-consistency compares
-    error: str | None
-
-
-def check_output(text: str, schema: dict[str, Any] | None) -> Checked:
-    text = text.strip()
-    if schema is None:
-        if not text:
-            return Checked(None, None, "empty: the answer is blank")
-        return Checked(text, " ".join(text.split()), None)
-    value, problem = _parse_json(text)
-    if problem:
-        return Checked(None, None, problem)
-    errors = sorted(_validator(canonical(schema)).iter_errors(value), key=_error_order)
-    if errors:
-        first = errors[0]
-        where = "$" + "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in first.path)
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        return Checked(None, None, f"schema: {where}: {first.message}{more}")
-    # The student learns this exact text: one JSON object, the teacher's key order.
-    return Checked(json.dumps(value, ensure_ascii=False), canonical(value), None)
-
-
-def _parse_json(text: str) -> tuple[Any, str | None]:
-    candidates = [text]
-    fenced = _FENCE.match(text)
-    if fenced:
-        candidates.append(fenced.group(1))
-    start, end = text.find("{"), text.rfind("}")
-    if 0 <= start < end:
-        candidates.append(text[start : end + 1])  # prose around one object
-    for candidate in candidates:
-        try:
-            return json.loads(candidate), None
-        except ValueError:
-            continue
-    shown = text[:80] + ("..." if len(text) > 80 else "")
-    return None, f"not JSON: the answer {shown!r} is not a JSON document"
-
-
-def _error_order(error: Any) -> tuple[int, str]:
-    return (len(error.path), error.message)
-
-
-@functools.lru_cache(maxsize=32)
-def _validator(schema_json: str) -> Draft202012Validator:
-    return Draft202012Validator(json.loads(schema_json))
-
-
 def majority(votes: Sequence[str | None]) -> int | None:
     """Index of the first sample of the strict-majority answer (None votes are invalid)."""
     counts = Counter(v for v in votes if v is not None)
@@ -254,12 +238,17 @@ def batch_row(
         "style": planned.style,
         "negative": planned.negative,
         "edge_case": planned.edge_case,
+        "aim": aim_label(planned.aim),
         "iteration": iteration,
         "input": text,
         "output": output,
         "prompt_tokens": usage[0],
         "completion_tokens": usage[1],
     }
+
+
+def aim_label(aim: Aim | None) -> dict[str, str] | None:
+    return {"field": aim.field, "expected": aim.expected, "got": aim.got} if aim else None
 
 
 def to_jsonl(rows: Iterable[dict[str, Any]]) -> bytes:

@@ -1,4 +1,5 @@
-"""What a cycle event asks synth-data to do: which spec, version, iteration and slices.
+"""What a cycle event asks synth-data to do: which spec, version, iteration and slices, and
+which of the student's confusions (an iteration's `error_patterns`) the batch aims at.
 
 A spec that cannot be read or does not fit the event is permanent (the stage gives up and the
 cycle ends); a task not registered yet is transient, since task.registered may be on its way.
@@ -56,8 +57,14 @@ async def resolve_job(db: Database, artifacts: AsyncArtifactStore, event: CycleE
     if spec.name != event.task_name:
         raise PermanentError(f"spec {ref.uri} is task {spec.name!r}, not {event.task_name!r}")
     failing = event.failing_slices if isinstance(event, CycleIterationRequested) else None
-    scope = domain.focus(spec, failing)
+    patterns = event.error_patterns if isinstance(event, CycleIterationRequested) else []
+    confusions = [(p.field, p.expected, p.got, p.count) for p in patterns]
+    scope = domain.focus(spec, failing, confusions)
     if scope.fallback:
         log.warning("no failing slice is a slice of this task; regenerating all", failing=failing)
+    if confusions:
+        # Patterns on a field the output has not are dropped, and only the most frequent kept.
+        aims = [f"{a.field}: {a.expected} (got {a.got}) x{a.count}" for a in scope.aims]
+        log.info("aiming at the student's confusions", aims=aims, patterns=len(confusions))
     iteration = event.iteration if isinstance(event, CycleIterationRequested) else 1
     return Job(event, spec, ref, version, iteration, scope)

@@ -16,17 +16,8 @@ from typing import Any, TypeVar
 from shared.tasks.spec import TaskSpec
 
 from . import prompts
-from .domain import (
-    Checked,
-    Planned,
-    batch_row,
-    check_output,
-    clean_input,
-    declines,
-    example_id,
-    majority,
-    reason_kind,
-)
+from .domain import Planned, aim_label, batch_row, declines, example_id, majority, reason_kind
+from .prompts import Checked, check_output, clean_input
 from .settings import SynthDataSettings
 from .teacher import Reply, TeacherClient, TeacherRefused
 
@@ -202,6 +193,7 @@ class Synthesiser:
                     "style": o.planned.style,
                     "negative": o.planned.negative,
                     "edge_case": o.planned.edge_case,
+                    "aim": aim_label(o.planned.aim),
                     "iteration": self.iteration,
                     "input": o.text,
                     "answer": o.last_answer,
