@@ -93,7 +93,11 @@ def synth_rows(n: int, seed: int = 0, iteration: int = 1) -> list[dict[str, Any]
 
 
 async def apply_spec(
-    artifacts: AsyncArtifactStore, golden: bytes | None = None, **curation: Any
+    artifacts: AsyncArtifactStore,
+    golden: bytes | None = None,
+    *,
+    student: dict[str, Any] | None = None,
+    **curation: Any,
 ) -> ArtifactRef:
     if golden is None:
         golden = b"".join(json.dumps(r).encode() + b"\n" for r in GOLDEN)
@@ -107,7 +111,7 @@ async def apply_spec(
             "negatives": {"share": 0.1, "expected": {"priority": "escalate"}},
             "golden_set": golden_ref.model_dump(mode="json"),
             "teacher": {"base_url": "http://127.0.0.1:9/v1", "model": "teacher"},
-            "student": {"base_model": "tiny"},
+            "student": student or {"base_model": "tiny"},
             "residency": {"allowed_teacher_hosts": ["127.0.0.1"]},
             "curation": curation,
         }

@@ -23,7 +23,7 @@ from curation.domain import (
     select_for_review,
 )
 from curation.filters import QualityRules
-from curation.manifest import build_manifest, render
+from curation.manifest import TOO_MANY_TOKENS, Window, build_manifest, render
 from shared.events.base import ArtifactRef
 
 SCHEMA = {
@@ -123,6 +123,68 @@ def test_curated_rows_are_chat_rows_that_read_back():
     assert first["messages"][0]["content"] == "Triage the ticket."
     back = parse_chat_rows(rendered.files["train"] + rendered.files["validation"])
     assert sorted(back, key=lambda r: r.id) == sorted(draft.kept, key=lambda r: r.id)
+
+
+def words(messages: list[dict[str, str]]) -> int:
+    """A stand-in token count (words of every turn): render's rule, not a tokenizer, is tested
+    here; tests/integration/test_curation_service.py counts with SmolLM2's real tokenizer."""
+    return sum(len(m["content"].split()) for m in messages)
+
+
+def test_rows_longer_than_the_window_are_rejected_whole_not_cut():
+    batch = rows(20)
+    extra = " ".join(f"detail{i}" for i in range(40))
+    long = replace(batch[4], id="long", input=f"{batch[4].input} {extra}")
+    draft = curate([*batch, long], RULES, GoldenIndex([], 8), OPTIONS)
+    prompt = "Task: triage. Reply with JSON."
+    # A row here is 5 prompt words + 19 ticket words + 2 answer words = 26 "tokens".
+    rendered = render(draft, prompt, 0.2, Window(30, words, "sha-of-base"))
+    [rejection] = rendered.too_long
+    assert (rejection.row_id, rejection.reason) == ("long", TOO_MANY_TOKENS)
+    assert rejection.detail.startswith("66 tokens with the student prompt > student.max_seq_len 30")
+    assert rejection.input == long.input and rejection in rendered.rejected
+    written = rendered.files["train"] + rendered.files["validation"]
+    assert b'"long"' not in written and len(rendered.train) + len(rendered.validation) == 20
+    assert [json.loads(x)["reason"] for x in rendered.files["rejected"].splitlines()] == [
+        TOO_MANY_TOKENS
+    ]
+    assert rendered.sequence == {
+        "max_seq_len": 30,
+        "tokenizer": "sha-of-base",
+        "longest": 26,
+        TOO_MANY_TOKENS: 1,
+    }
+    # At exactly the window a row fits; no window (no tokenizer), nothing is counted.
+    assert not render(draft, prompt, 0.2, Window(66, words, "b")).too_long
+    assert render(draft, prompt, 0.2).sequence is None
+
+
+def test_the_manifest_names_the_student_prompt_the_rows_carry():
+    draft = curate(rows(10), RULES, GoldenIndex([], 8), OPTIONS)
+    prompt = "Task: triage. Reply with one JSON object with keys priority."
+    rendered = render(draft, prompt, 0.2, Window(512, words, "base-sha"))
+    systems = {
+        json.loads(line)["messages"][0]["content"]
+        for line in (rendered.files["train"] + rendered.files["validation"]).splitlines()
+    }
+    assert systems == {prompt}
+    refs = {name: fake_ref(data) for name, data in rendered.files.items()}
+    manifest = json.loads(
+        build_manifest(
+            task={"name": "triage", "version": 1, "spec": {}},
+            cycle_id="c1",
+            iteration=1,
+            draft=draft,
+            rendered=rendered,
+            decisions=[],
+            refs=refs,
+        )
+    )
+    assert manifest["student_prompt"] == {
+        "text": prompt,
+        "sha256": hashlib.sha256(prompt.encode()).hexdigest(),
+    }
+    assert manifest["sequence"]["max_seq_len"] == 512 and manifest["sequence"]["longest"] > 0
 
 
 def test_review_picks_are_deterministic_and_decisions_apply():

@@ -40,6 +40,7 @@ REASONS = (
     "contaminated",
     "judge_low_score",
     "review_rejected",
+    "too_many_tokens",  # at publication, against student.max_seq_len (manifest.Window)
 )
 # Scores in 0..1, one per row; None: the judge gave no grade, so the row is not held against it.
 Judge = Callable[[Sequence["Row"]], list[float | None]]
@@ -295,7 +296,3 @@ def rejection_summary(rejected: Sequence[Rejection], top: int = 3) -> str:
     counts = Counter(r.reason for r in rejected)
     parts = [f"{reason} {n}" for reason, n in counts.most_common(top)]
     return ", ".join(parts) if parts else "no input rows"
-
-
-def thresholds(options: Options) -> dict[str, Any]:
-    return asdict(options)
