@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import uuid
 
 from shared.events.base import ArtifactRef
-from tests.fixtures.datasets import make_spec
+from tests.fixtures.datasets import INSTRUCTIONS, make_spec, triage_rows
 from trainer.domain import (
     ProgressThrottle,
     TrialRecord,
     base_model_refusal,
     baseline_params,
     best_trial,
+    dataset_prompt_refusal,
     progress_event_id,
     refusal,
+    rows_prompt_refusal,
     run_id_for,
+    serving_extra,
 )
 from trainer.search import search
 
@@ -54,6 +59,51 @@ def test_only_a_model_manifest_is_a_base_and_an_adapter_names_the_base_it_needs(
     assert "'tiny-llama' (sha256:aaaaaaaaaaaa) is an adapter trained on base" in reason
     assert "sha256:bbbbbbbbbbbb" in reason
     assert "not a base model" in (base_model_refusal(spec, {"kind": "dataset"}) or "")
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_the_adapter_manifest_carries_the_prompt_and_schema_it_is_served_with():
+    schema = {"type": "object", "properties": {"category": {"enum": ["billing", "other"]}}}
+    spec = make_spec(golden_set=REF, base_model_ref=REF).model_copy(
+        update={"output_schema": schema}
+    )
+    extra = serving_extra(spec)
+    assert extra["student_prompt"] == {
+        "text": spec.student_prompt,
+        "sha256": sha(spec.student_prompt),
+    }
+    assert spec.student_prompt != spec.instructions
+    canonical = json.dumps(schema, sort_keys=True, separators=(",", ":"))
+    assert extra["output_schema"] == {"schema": schema, "sha256": sha(canonical)}
+    plain = serving_extra(make_spec(golden_set=REF, base_model_ref=REF))
+    assert plain["output_schema"] is None
+    json.dumps(extra)  # it goes into a JSON manifest as it is
+
+
+def test_a_dataset_rendered_with_another_prompt_is_refused():
+    spec = make_spec(golden_set=REF, base_model_ref=REF)
+    prompt = spec.student_prompt
+    assert (
+        dataset_prompt_refusal(spec, {"student_prompt": {"text": prompt, "sha256": sha(prompt)}})
+        is None
+    )
+    teacher = {"student_prompt": {"text": INSTRUCTIONS, "sha256": sha(INSTRUCTIONS)}}
+    reason = dataset_prompt_refusal(spec, teacher)
+    assert reason.startswith("train/serve skew") and f"sha256:{sha(INSTRUCTIONS)[:12]}" in reason
+    assert repr(prompt) in reason
+    for unnamed in ({}, {"student_prompt": "x"}, [], None):
+        assert "names no student prompt" in dataset_prompt_refusal(spec, unnamed)
+
+    rows = triage_rows(3)  # rendered with the instructions, as before the student prompt
+    assert "has system prompt 'You triage customer" in rows_prompt_refusal(spec, rows)
+    for row in rows:
+        row["messages"][0]["content"] = prompt
+    assert rows_prompt_refusal(spec, rows) is None
+    rows[2]["messages"] = rows[2]["messages"][1:]  # no system turn at all
+    assert "has system prompt none" in rows_prompt_refusal(spec, rows)
 
 
 def test_throttle_publishes_first_and_last_steps_and_then_by_interval():

@@ -3,9 +3,11 @@ and the training report. No faststream, sqlalchemy or torch here."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -64,6 +66,64 @@ def base_model_refusal(spec: TaskSpec, manifest: Mapping[str, Any]) -> str | Non
             "student.base_model"
         )
     return f"base model mismatch: {where} is a {kind!r} manifest, not a base model"
+
+
+def prompt_block(text: str) -> dict[str, str]:
+    """The student prompt as manifests name it (curation's dataset manifest, the adapter's)."""
+    return {"text": text, "sha256": hashlib.sha256(text.encode()).hexdigest()}
+
+
+def serving_extra(spec: TaskSpec) -> dict[str, Any]:
+    """What the adapter manifest tells whoever serves it: the system prompt it was trained
+    (and is evaluated) with, and the output schema its replies are decoded under, each with a
+    sha256 so a server can check it renders the same prompt and compiles the same grammar."""
+    schema = spec.output_schema
+    canonical = json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return {
+        "student_prompt": prompt_block(spec.student_prompt),
+        "output_schema": None
+        if schema is None
+        else {"schema": schema, "sha256": hashlib.sha256(canonical.encode()).hexdigest()},
+    }
+
+
+def _shown(text: str | None) -> str:
+    return "none" if text is None else repr(text if len(text) <= 120 else text[:117] + "...")
+
+
+def dataset_prompt_refusal(spec: TaskSpec, manifest: Any) -> str | None:
+    """Why a dataset whose manifest names another system prompt than the spec's student
+    prompt must not be trained on (the adapter would be served with a prompt it never saw)."""
+    want = prompt_block(spec.student_prompt)
+    named = manifest.get("student_prompt") if isinstance(manifest, Mapping) else None
+    if not isinstance(named, Mapping) or not isinstance(named.get("sha256"), str):
+        return (
+            "train/serve skew: the dataset manifest names no student prompt, so its rows may "
+            f"carry any system prompt; the spec's is {_shown(want['text'])}. Curate it again"
+        )
+    if named["sha256"] != want["sha256"]:
+        return (
+            f"train/serve skew: the dataset was rendered with system prompt "
+            f"sha256:{named['sha256'][:12]} ({_shown(named.get('text'))}), but the spec's "
+            f"student prompt is sha256:{want['sha256'][:12]} ({_shown(want['text'])})"
+        )
+    return None
+
+
+def rows_prompt_refusal(spec: TaskSpec, rows: Iterable[Mapping[str, Any]]) -> str | None:
+    """The first curated chat row whose system message is not the student prompt, or None.
+
+    The manifest is curation's word for it; the rows are what is actually trained."""
+    for row in rows:
+        first = row["messages"][0]
+        is_system = isinstance(first, Mapping) and first.get("role") == "system"
+        system = first.get("content") if is_system else None
+        if system != spec.student_prompt:
+            return (
+                f"train/serve skew: row {str(row.get('id'))[:16]} has system prompt "
+                f"{_shown(system)}, not the spec's student prompt {_shown(spec.student_prompt)}"
+            )
+    return None
 
 
 def baseline_params(space: SearchSpace) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """The trainer's one stage: a published dataset in, a LoRA adapter and its report out.
 
 - prepare: read the spec, refuse what cannot be trained (no imported base, `gkd`, a base that
-  is not a model), put the base model and the dataset on local disk and restore the run folder
-  from the database and the store, so a run killed anywhere resumes from its last checkpoint;
-- work: train in a worker process, then store the adapter (files first, manifest last) and
-  the report;
+  is not a model, a dataset rendered with another system prompt than the spec's student
+  prompt), put the base model and the dataset on local disk and restore the run folder from
+  the database and the store, so a run killed anywhere resumes from its last checkpoint;
+- work: train in a worker process, then store the adapter (files first, manifest last, with
+  the student prompt and output schema it is to be served with) and the report;
 - record: the run row and `training.completed`, committed by the template with the claim;
 - record_failure: the failed run row, when the template gives up (it writes the dead letter
   and `cycle.failed` naming the stage in the same transaction).
@@ -17,7 +18,9 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from functools import partial
+from itertools import chain
 from pathlib import Path
+from typing import Any
 
 from shared.artifacts import ArtifactError, AsyncArtifactStore
 from shared.bus import PermanentError
@@ -30,13 +33,17 @@ from shared.models import ModelFormatError, fetch_model_dir, read_manifest, stor
 from shared.runtime.stage import Stage, StageRun
 from shared.tasks import TaskSpec, TaskSpecError, spec_from_json
 
+from .data import DatasetError, read_rows
 from .domain import (
     ProgressThrottle,
     TrialRecord,
     base_model_refusal,
     best_trial,
+    dataset_prompt_refusal,
     refusal,
+    rows_prompt_refusal,
     run_id_for,
+    serving_extra,
     training_report,
 )
 from .ml import RecipeOptions
@@ -109,6 +116,8 @@ async def prepare(deps: Deps, event: DatasetPublished, run: StageRun) -> Job:
         raise PermanentError(f"base model unusable: {exc}") from None
     if reason := base_model_refusal(spec, manifest):
         raise PermanentError(reason)
+    if reason := dataset_prompt_refusal(spec, await read_dataset_manifest(deps, event)):
+        raise PermanentError(f"dataset {event.dataset_version[:12]}: {reason}")
     try:
         model_dir = await run.thread(
             fetch_model_dir, store, base, deps.work_dir / "models" / base.sha256
@@ -120,6 +129,13 @@ async def prepare(deps: Deps, event: DatasetPublished, run: StageRun) -> Job:
         finished = await restore_run_dir(deps.db, store, run_id, folder)
     except (ArtifactError, ModelFormatError) as exc:
         raise PermanentError(f"input artifact unusable: {exc}") from None
+    try:
+        rows = chain(read_rows(train), read_rows(validation))  # read in the thread, lazily
+        skew = await run.thread(rows_prompt_refusal, spec, rows)
+    except DatasetError as exc:
+        raise PermanentError(f"dataset {event.dataset_version[:12]}: {exc}") from None
+    if skew:
+        raise PermanentError(f"dataset {event.dataset_version[:12]}: {skew}")
     payload = TrainPayload(
         run_dir=folder,
         model_dir=model_dir,
@@ -141,6 +157,13 @@ async def read_spec(deps: Deps, event: DatasetPublished) -> TaskSpec:
         return spec_from_json(await deps.artifacts.get_bytes(event.task_spec))
     except (ArtifactError, TaskSpecError) as exc:
         raise PermanentError(f"task spec {event.task_spec.uri}: {exc}") from None
+
+
+async def read_dataset_manifest(deps: Deps, event: DatasetPublished) -> Any:
+    try:
+        return json.loads(await deps.artifacts.get_bytes(event.manifest))
+    except (ArtifactError, ValueError) as exc:
+        raise PermanentError(f"dataset manifest {event.manifest.uri}: {exc}") from None
 
 
 def recipe_options(s: TrainerSettings, spec: TaskSpec) -> RecipeOptions:
@@ -192,7 +215,12 @@ async def work(deps: Deps, job: Job, run: StageRun) -> Outputs:
             job.spec.name,
             kind="adapter",
             base_model=job.base.sha256,
-            extra={"run_id": str(job.run_id), "dataset_version": job.event.dataset_version},
+            extra={
+                "run_id": str(job.run_id),
+                "dataset_version": job.event.dataset_version,
+                # What the deployer/gateway serves it with: what it was trained and evaluated with.
+                **serving_extra(job.spec),
+            },
         )
     )
     report = await store_report(deps, job, result, best, adapter)
