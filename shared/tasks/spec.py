@@ -221,11 +221,24 @@ class TaskSpec(Spec):
     residency: Residency
 
     @property
+    def output_keys(self) -> list[str]:
+        """The answer's keys in their one order: the schema's `required` list, then the rest.
+
+        Stored specs are canonical JSON with sorted object keys, so `properties` loses the
+        author's order; `required` is a list and keeps it. The student prompt, the grammar the
+        student decodes under and the training answers all follow this order.
+        """
+        schema = self.output_schema or {}
+        required = [k for k in schema.get("required", []) if isinstance(k, str)]
+        rest = sorted(k for k in schema.get("properties", {}) if k not in required)
+        return required + rest
+
+    @property
     def student_prompt(self) -> str:
         """What the student sees as its system prompt, in training, evaluation and serving."""
         if self.student.prompt is not None:
             return self.student.prompt
-        keys = list((self.output_schema or {}).get("properties", {}))
+        keys = self.output_keys
         answer = f"one JSON object with keys {', '.join(keys)}" if keys else "the answer"
         return f"Task: {self.name}. Reply with {answer}."
 

@@ -321,7 +321,7 @@ def test_the_longest_example_fits_the_students_context(spec, golden, smollm2_tok
     tokenizer = AutoTokenizer.from_pretrained(str(smollm2_tokenizer_dir))
     longest = max(golden, key=lambda r: len(r["input"]))
     messages = [
-        {"role": "system", "content": spec.instructions},
+        {"role": "system", "content": spec.student_prompt},
         {"role": "user", "content": longest["input"]},
         {"role": "assistant", "content": longest["output"]},
     ]

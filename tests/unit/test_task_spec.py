@@ -371,3 +371,10 @@ def test_the_spec_allow_list_compares_normalised_hosts(listed: str):
         return
     spec = parse_spec(minimal_spec(teacher=teacher, residency={"allowed_teacher_hosts": [listed]}))
     assert spec.teacher.host == "localhost"
+
+
+def test_the_output_keys_keep_the_authors_order_after_the_spec_is_stored():
+    spec = load_spec(PACK / "spec.yaml")
+    stored = spec_from_json(canonical_json(spec))
+    assert stored.output_keys == spec.output_keys == list(spec.output_schema["required"])
+    assert stored.student_prompt == spec.student_prompt
