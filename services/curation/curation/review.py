@@ -92,6 +92,9 @@ async def _publish_reviewed(
         failed = cycle_failed(source, draft.input_rows, final.rejected)
         await uow.publish(failed)
         return replace(outcome, failed=failed.reason)
+    # Decided now, so not yet in the table: the reviewer's rejections and the rows that no
+    # longer fit the student's window after their review edits.
     new = [r for r in publication.rejected if r.reason == "review_rejected"]
+    new += publication.too_long
     await uow.publish(await record_publication(uow, run, source, publication, new))
     return replace(outcome, published=publication.manifest.sha256)
