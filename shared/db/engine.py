@@ -14,8 +14,6 @@ from .uow import UnitOfWork
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
-        # Reset on return is done by `_reset` below, only when a transaction is open.
-        kwargs.setdefault("pool_reset_on_return", None)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
         _serialise_sqlite_writers(engine)
         return engine
@@ -45,19 +43,19 @@ def _serialise_sqlite_writers(engine: AsyncEngine) -> None:
 
     # Every aiosqlite call is a hand-off to the connection's thread and back, which costs more
     # than the SQL itself (about 0.3 ms each on a loaded 2-core VM, mostly the GIL changing
-    # hands). A unit of work (claim, effect, commit) took 11; the two hooks below remove three.
+    # hands). A unit of work (claim, effect, commit) took 11; the hook below removes two. The
+    # pool keeps its default ROLLBACK on return: skipping it when no transaction looked open
+    # left a cancelled unit of work's connection holding SQLite's write lock.
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         # aiosqlite's Connection.execute is one hand-off; exec_driver_sql opens, runs and closes
         # a cursor, three.
-        await_only(conn.connection.driver_connection.execute("BEGIN IMMEDIATE"))
-
-    @event.listens_for(engine.sync_engine, "reset")
-    def _reset(dbapi_connection: Any, record: Any, state: Any) -> None:
-        # The default reset sends a ROLLBACK to the thread even after a commit; only a
-        # connection returned inside a transaction needs one (it would hold the write lock).
-        if state.asyncio_safe and record.driver_connection.in_transaction:
-            dbapi_connection.rollback()
+        driver = conn.connection.driver_connection
+        if driver.in_transaction:
+            # A unit of work cancelled mid-statement can hand its connection back with the
+            # transaction open; BEGIN would then fail. Its writes were never committed.
+            await_only(driver.rollback())
+        await_only(driver.execute("BEGIN IMMEDIATE"))
 
 
 class Database:
