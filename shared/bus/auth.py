@@ -45,11 +45,7 @@ BCRYPT_COST = 11
 CREDENTIALS_DIR = "credentials"
 STREAM_API = "$JS.API.STREAM"
 CONSUMER_API = "$JS.API.CONSUMER"
-# FastStream gives each pull subscription the inbox `_INBOX.` unless the subscriber is passed
-# its own `inbox_prefix`, which shared/bus/subscribe.py does not do yet; until it does, a
-# consuming service also needs `_INBOX.>`. That lets it read other services' deliveries (not
-# ack, nak or pull them: those grants are per durable), so drop this once subscribe.py passes
-# `inbox_prefix=f"{inbox_prefix(service)}.".encode()`.
+# Only for services the catalog does not name: they may consume anything, as anyone.
 PULL_INBOX = "_INBOX.>"
 
 
@@ -97,8 +93,6 @@ def permissions(identity: str) -> Permissions:
         publish += [f"{STREAM_API}.{verb}.{STREAM_NAME}" for verb in ("INFO", "CREATE")]
         for subject in subscribe:
             publish += consumer_grants(identity, subject)
-        if subscribe:
-            subscribe.append(PULL_INBOX)
     subscribe.append(f"{inbox_prefix(identity)}.>")
     return Permissions(tuple(publish), tuple(subscribe))
 

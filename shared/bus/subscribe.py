@@ -25,7 +25,7 @@ from shared.events import STREAM_NAME, ConsumerPolicy
 from shared.logs import get_logger
 
 from .batch import BatchHandler, process_batch
-from .broker import stream_ref
+from .broker import inbox_prefix, stream_ref
 from .consumer import E, Handler, durable_name, process
 
 log = get_logger(__name__)
@@ -134,6 +134,9 @@ def subscribe(
         pull_sub=PullSub(batch_size=batch_size or policy.batch_size, timeout=1.0),
         ack_policy=FastStreamAck.MANUAL,
         decoder=_as_is,
+        # Deliveries come to this service's own inbox, so its bus user needs no `_INBOX.>`
+        # (which would let it read other services' deliveries).
+        inbox_prefix=f"{inbox_prefix(service)}.".encode(),
         title=consumer,
         description=(event_cls.__doc__ or "").strip() or None,
     )(on_message)

@@ -38,11 +38,9 @@ def test_a_service_gets_exactly_its_events_and_its_own_consumers():
         f"$JS.API.CONSUMER.MSG.NEXT.{durable}",
         f"$JS.ACK.{durable}.>",
     }
-    assert set(grants.subscribe) == {
-        "distillery.dataset.published.v1",
-        PULL_INBOX,
-        "_INBOX_trainer.>",
-    }
+    # Its deliveries come to its own inbox: no `_INBOX.>`, which would show it everyone's.
+    assert set(grants.subscribe) == {"distillery.dataset.published.v1", "_INBOX_trainer.>"}
+    assert PULL_INBOX not in grants.subscribe
 
 
 def test_ops_administers_the_stream_and_ingest_only_feeds_traffic_in():
