@@ -15,6 +15,7 @@ from faststream.nats import NatsBroker, NatsRouter
 
 from shared.artifacts import AsyncArtifactStore, store_from_settings
 from shared.bus import JetStreamPublisher, ensure_stream, make_broker
+from shared.bus.broker import bus_credentials
 from shared.bus.subscribe import BatchConsumer
 from shared.db import Database
 from shared.events import ConsumerPolicy, StreamPolicy
@@ -55,7 +56,9 @@ def create_service_app(
     configure_logging(settings.log_level, settings.log_json)
     log = get_logger(name)
     db = Database(settings.resolved_database_url)
-    broker = make_broker(settings.nats_url, client_name=name)
+    # The service's own bus user (DISTILLERY_NATS_USER/PASSWORD), from the settings it was given.
+    credentials = bus_credentials(settings)
+    broker = make_broker(settings.nats_url, client_name=name, credentials=credentials)
     ctx = ServiceContext(
         name=name,
         settings=settings,
@@ -75,7 +78,8 @@ def create_service_app(
 
     @app.on_startup
     async def declare_stream() -> None:
-        await ensure_stream(settings.nats_url, StreamPolicy(replicas=settings.stream_replicas))
+        policy = StreamPolicy(replicas=settings.stream_replicas)
+        await ensure_stream(settings.nats_url, policy, credentials=credentials)
 
     @app.after_startup
     async def start_relay() -> None:
