@@ -11,23 +11,23 @@ from uuid import UUID
 
 from pydantic import Field
 
-from .base import MAX_COUNT, MAX_ITEMS, ArtifactRef, Count, Event, Frozen, Name, Reason
-
-CycleReason = Literal["manual", "schedule", "drift", "feedback"]
-QuantFormat = Literal["int8", "int4", "fp8", "gguf"]
-RolloutStage = Literal["shadow", "ab", "full", "rolled_back"]
-
-# Who may publish each event and who consumes it, by bus identity: a service's NAME, "ops" for
-# the CLI, "ingest" for outside apps. shared/bus/auth.py turns these into NATS permissions,
-# so a producer missing here is refused by the server, not by a code review.
-Who = frozenset[str]
-NOBODY: Who = frozenset()
-OPS: Who = frozenset({"ops"})
-INGEST: Who = frozenset({"ingest"})
-# The services whose stages can end a cycle (CycleFailed.stage names their stage).
-STAGES: Who = frozenset({"synth-data", "curation", "trainer", "evaluator", "quantizer", "deployer"})
-SERVICES: Who = STAGES | {"feedback-collector"}
-IDENTITIES: Who = SERVICES | OPS | INGEST
+from .base import MAX_COUNT, MAX_ITEMS, ArtifactRef, Count, Event, Name, Reason
+from .production import DriftDetected, FeedbackRecorded, RolloutChanged, TrafficLogged
+from .values import (
+    IDENTITIES,
+    INGEST,
+    NOBODY,
+    OPS,
+    SERVICES,
+    STAGES,
+    ChatMessage,
+    Confusion,
+    CycleReason,
+    GateResult,
+    QuantFormat,
+    RolloutStage,
+    Who,
+)
 
 
 class TaskRegistered(Event):
@@ -56,15 +56,6 @@ class CycleRequested(Event):
         default=None, description="the applied spec; null: synth-data looks the task up"
     )
     reason: CycleReason = "manual"
-
-
-class Confusion(Frozen):
-    """One way the student gets a field wrong: labels only, never an input text."""
-
-    field: Name
-    expected: str = Field(max_length=256)
-    got: str = Field(max_length=256, description="'<invalid>' when the reply did not parse")
-    count: int = Field(ge=1, le=MAX_COUNT)
 
 
 class CycleIterationRequested(Event):
@@ -167,18 +158,6 @@ class TrainingCompleted(Event):
     validation_loss: float | None = Field(default=None, ge=0)
 
 
-class GateResult(Frozen):
-    name: Name
-    passed: bool
-    value: float | None
-    threshold: float | None
-    reason: str | None = Field(
-        default=None,
-        description="why, when the numbers alone do not say: 'not measured: ...', "
-        "'teacher too weak for this task'",
-    )
-
-
 class EvaluationCompleted(Event):
     subject: ClassVar[str] = "distillery.evaluation.completed.v1"
     producers: ClassVar[Who] = frozenset({"evaluator"})
@@ -210,70 +189,6 @@ class QuantizationCompleted(Event):
     source_adapter: ArtifactRef
     quant_format: QuantFormat
     model: ArtifactRef = Field(description="merged and quantized weights")
-
-
-class RolloutChanged(Event):
-    subject: ClassVar[str] = "distillery.rollout.changed.v1"
-    producers: ClassVar[Who] = frozenset({"deployer"})
-    consumers: ClassVar[Who] = frozenset({"feedback-collector"})
-    cycle_id: UUID | None
-    deployment_id: UUID
-    task_name: Name
-    model: ArtifactRef
-    stage: RolloutStage
-    traffic_share: float = Field(ge=0, le=1)
-    reason: Reason
-
-
-class ChatMessage(Frozen):
-    role: Literal["system", "user", "assistant", "tool"]
-    content: str
-
-
-class TrafficLogged(Event):
-    """One production request; outside gateways may publish this straight onto the bus."""
-
-    subject: ClassVar[str] = "distillery.traffic.logged.v1"
-    producers: ClassVar[Who] = INGEST | {"deployer"}
-    consumers: ClassVar[Who] = frozenset({"feedback-collector"})
-    cycle_id: UUID | None = None
-    request_id: UUID
-    task_name: Name
-    deployment_id: UUID | None = None
-    arm: Literal["student", "teacher", "shadow"]
-    messages: list[ChatMessage] = Field(min_length=1, max_length=256)
-    completion: str = Field(max_length=65536)
-    latency_ms: float = Field(ge=0)
-    prompt_tokens: int = Field(default=0, ge=0, le=2**53)
-    completion_tokens: int = Field(default=0, ge=0, le=2**53)
-
-
-class FeedbackRecorded(Event):
-    """A user's verdict on a logged request; outside apps may publish this directly."""
-
-    subject: ClassVar[str] = "distillery.feedback.recorded.v1"
-    producers: ClassVar[Who] = INGEST
-    consumers: ClassVar[Who] = frozenset({"feedback-collector"})
-    cycle_id: UUID | None = None
-    request_id: UUID
-    task_name: Name
-    rating: int | None = Field(default=None, ge=-1, le=5, description="-1/+1 or 1..5")
-    correction: str | None = Field(default=None, max_length=65536)
-    comment: str | None = Field(default=None, max_length=4096)
-
-
-class DriftDetected(Event):
-    subject: ClassVar[str] = "distillery.drift.detected.v1"
-    producers: ClassVar[Who] = frozenset({"feedback-collector"})
-    consumers: ClassVar[Who] = NOBODY
-    cycle_id: UUID | None = None
-    task_name: Name
-    deployment_id: UUID | None = None
-    kind: Literal["input", "quality"]
-    score: float
-    threshold: float
-    window_start: str = Field(max_length=64)
-    window_end: str = Field(max_length=64)
 
 
 class DeadLettered(Event):
@@ -316,7 +231,14 @@ CATALOG: dict[str, type[Event]] = {
 
 __all__ = [
     "CATALOG",
+    "IDENTITIES",
+    "INGEST",
+    "NOBODY",
+    "OPS",
+    "SERVICES",
+    "STAGES",
     "ChatMessage",
+    "Confusion",
     "CycleFailed",
     "CycleIterationRequested",
     "CycleReason",
@@ -336,6 +258,7 @@ __all__ = [
     "TrafficLogged",
     "TrainingCompleted",
     "TrainingProgressed",
+    "Who",
     "event_class",
 ]
 

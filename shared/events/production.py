@@ -1,0 +1,74 @@
+"""The events of production: rollouts, traffic, feedback and drift (the loop's second half).
+
+Part of the one catalog (shared.events.catalog registers and re-exports them); a separate
+module only to keep each file readable.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from .base import ArtifactRef, Event, Name, Reason
+from .values import INGEST, NOBODY, ChatMessage, RolloutStage, Who
+
+
+class RolloutChanged(Event):
+    subject: ClassVar[str] = "distillery.rollout.changed.v1"
+    producers: ClassVar[Who] = frozenset({"deployer"})
+    consumers: ClassVar[Who] = frozenset({"feedback-collector"})
+    cycle_id: UUID | None
+    deployment_id: UUID
+    task_name: Name
+    model: ArtifactRef
+    stage: RolloutStage
+    traffic_share: float = Field(ge=0, le=1)
+    reason: Reason
+
+
+class TrafficLogged(Event):
+    """One production request; outside gateways may publish this straight onto the bus."""
+
+    subject: ClassVar[str] = "distillery.traffic.logged.v1"
+    producers: ClassVar[Who] = INGEST | {"deployer"}
+    consumers: ClassVar[Who] = frozenset({"feedback-collector"})
+    cycle_id: UUID | None = None
+    request_id: UUID
+    task_name: Name
+    deployment_id: UUID | None = None
+    arm: Literal["student", "teacher", "shadow"]
+    messages: list[ChatMessage] = Field(min_length=1, max_length=256)
+    completion: str = Field(max_length=65536)
+    latency_ms: float = Field(ge=0)
+    prompt_tokens: int = Field(default=0, ge=0, le=2**53)
+    completion_tokens: int = Field(default=0, ge=0, le=2**53)
+
+
+class FeedbackRecorded(Event):
+    """A user's verdict on a logged request; outside apps may publish this directly."""
+
+    subject: ClassVar[str] = "distillery.feedback.recorded.v1"
+    producers: ClassVar[Who] = INGEST
+    consumers: ClassVar[Who] = frozenset({"feedback-collector"})
+    cycle_id: UUID | None = None
+    request_id: UUID
+    task_name: Name
+    rating: int | None = Field(default=None, ge=-1, le=5, description="-1/+1 or 1..5")
+    correction: str | None = Field(default=None, max_length=65536)
+    comment: str | None = Field(default=None, max_length=4096)
+
+
+class DriftDetected(Event):
+    subject: ClassVar[str] = "distillery.drift.detected.v1"
+    producers: ClassVar[Who] = frozenset({"feedback-collector"})
+    consumers: ClassVar[Who] = NOBODY
+    cycle_id: UUID | None = None
+    task_name: Name
+    deployment_id: UUID | None = None
+    kind: Literal["input", "quality"]
+    score: float
+    threshold: float
+    window_start: str = Field(max_length=64)
+    window_end: str = Field(max_length=64)
