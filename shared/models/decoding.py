@@ -31,11 +31,26 @@ SEPARATORS = (", ", ": ")
 VLLM_STRUCTURED_OUTPUTS = {"backend": "xgrammar", "disable_any_whitespace": True}
 
 
+def ordered_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The schema with `properties` in the answer's one key order: `required`, then the rest.
+
+    Grammars emit properties in the order the schema lists them, and stored specs are canonical
+    JSON with sorted keys: left alone, the grammar would force `category, language, ...` on a
+    student trained on `category, priority, ...` (TaskSpec.output_keys is the same order).
+    """
+    properties = schema.get("properties")
+    if not isinstance(properties, Mapping):
+        return dict(schema)
+    required = [k for k in schema.get("required", []) if k in properties]
+    order = required + sorted(k for k in properties if k not in required)
+    return {**schema, "properties": {k: properties[k] for k in order}}
+
+
 def response_format(schema: Mapping[str, Any], name: str = "output") -> dict[str, Any]:
     """The OpenAI chat-completions `response_format` for this schema (vLLM, llama.cpp server)."""
     return {
         "type": "json_schema",
-        "json_schema": {"name": name, "schema": dict(schema), "strict": True},
+        "json_schema": {"name": name, "schema": ordered_schema(schema), "strict": True},
     }
 
 
@@ -59,7 +74,10 @@ def compile_grammar(schema: Mapping[str, Any], info: Any) -> Any:
 
     compiler = xgr.GrammarCompiler(info)
     return compiler.compile_json_schema(
-        json.dumps(schema), any_whitespace=False, separators=SEPARATORS, strict_mode=True
+        json.dumps(ordered_schema(schema)),
+        any_whitespace=False,
+        separators=SEPARATORS,
+        strict_mode=True,
     )
 
 
