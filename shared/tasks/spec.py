@@ -8,6 +8,7 @@ self-contained: a service reads it from the artifact store and needs nothing els
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -232,6 +233,19 @@ class TaskSpec(Spec):
         required = [k for k in schema.get("required", []) if isinstance(k, str)]
         rest = sorted(k for k in schema.get("properties", {}) if k not in required)
         return required + rest
+
+    def ordered_answer(self, text: str) -> str:
+        """An answer as the student learns and decodes it: keys in `output_keys` order,
+        json.dumps' default separators (the grammar allows only those). Not JSON: unchanged."""
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return text
+        if not isinstance(value, dict):
+            return text
+        keys = [k for k in self.output_keys if k in value]
+        ordered = {k: value[k] for k in keys} | {k: v for k, v in value.items() if k not in keys}
+        return json.dumps(ordered, ensure_ascii=False)
 
     @property
     def student_prompt(self) -> str:

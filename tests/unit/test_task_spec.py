@@ -378,3 +378,14 @@ def test_the_output_keys_keep_the_authors_order_after_the_spec_is_stored():
     stored = spec_from_json(canonical_json(spec))
     assert stored.output_keys == spec.output_keys == list(spec.output_schema["required"])
     assert stored.student_prompt == spec.student_prompt
+
+
+def test_answers_are_put_in_the_one_key_order_with_the_grammars_separators():
+    spec = load_spec(PACK / "spec.yaml")
+    compact = '{"language":"de","needs_human":false,"product":"pos","priority":"low",'
+    compact += '"category":"technical"}'
+    assert spec.ordered_answer(compact) == (
+        '{"category": "technical", "priority": "low", "product": "pos", '
+        '"needs_human": false, "language": "de"}'
+    )
+    assert spec.ordered_answer("not json") == "not json"

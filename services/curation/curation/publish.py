@@ -16,7 +16,7 @@ import asyncio
 import tempfile
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from shared.artifacts import ArtifactError, ArtifactStore, AsyncArtifactStore
@@ -67,6 +67,12 @@ async def build_publication(
     final = apply_decisions(draft, decisions)
     if not final.kept:
         return None
+    # Answers as the student decodes them (key order, separators): the grammar allows no other.
+    final = replace(
+        final,
+        kept=[replace(r, output=spec.ordered_answer(r.output)) for r in final.kept],
+        carried=[replace(r, output=spec.ordered_answer(r.output)) for r in final.carried],
+    )
     share = float(draft.options["validation_share"])
     window = await student_window(artifacts, spec)
     rendered = await asyncio.to_thread(render, final, spec.student_prompt, share, window)
