@@ -21,7 +21,6 @@ import shutil
 import uuid
 from pathlib import Path
 
-import pytest
 import yaml
 
 from shared.artifacts import AsyncArtifactStore, LocalArtifactStore
@@ -188,9 +187,73 @@ async def test_a_batch_no_row_of_which_fits_the_window_ends_the_cycle(
     assert "no row fits student.max_seq_len 32: all 6 rows are longer" in failed.reason
 
 
-@pytest.mark.skip(
-    reason="the evaluator's part, for its engineer to write: the student is evaluated with "
-    "spec.student_prompt, the teacher (and the base model) with spec.instructions"
-)
-def test_the_evaluator_asks_the_student_with_the_student_prompt_and_the_teacher_with_the_instructions():  # noqa: E501
-    raise AssertionError("to be written by the evaluator's engineer")
+async def test_the_evaluator_asks_the_student_with_the_student_prompt_and_the_teacher_with_the_instructions(  # noqa: E501
+    sqlite_db, tmp_path
+):
+    from evaluator.data import GoldenRow
+    from evaluator.inputs import Inputs, model_to_run
+    from evaluator.results import ArtifactReader, FetchedModel, ResultsCache
+    from evaluator.service import Deps, teacher_results
+    from evaluator.settings import EvaluatorSettings
+    from tests.fixtures.eval_teacher import scripted_teacher
+
+    golden = [
+        {"id": "g1", "input": "Subject: till down", "output": "{}", "use_case": "technical"},
+        {"id": "g2", "input": "Subject: invoice", "output": "{}", "use_case": "billing"},
+    ]
+    with scripted_teacher(golden) as server:
+        data = yaml.safe_load((PACK / "spec.yaml").read_text())
+        spec = spec_from_json(
+            json.dumps(
+                {
+                    **_applied(data),
+                    "teacher": {**data["teacher"], "base_url": server.base_url},
+                }
+            ).encode()
+        )
+        base = ArtifactRef(uri="file:///b", sha256="b" * 64, size_bytes=1)
+        spec = spec.model_copy(
+            update={"student": spec.student.model_copy(update={"base_model_ref": base})}
+        )
+        # The student (the candidate adapter) and every variant: the student prompt.
+        candidate = FetchedModel(key="c" * 64, model_dir=tmp_path, adapter_dir=tmp_path)
+        assert model_to_run(spec, candidate).system_prompt == spec.student_prompt
+        merged = FetchedModel(key="d" * 64, model_dir=tmp_path)
+        assert model_to_run(spec, merged).system_prompt == spec.student_prompt
+        # The base model: the teacher's instructions (the "no distillation" baseline).
+        assert model_to_run(spec, FetchedModel(key=base.sha256, model_dir=tmp_path)).prompt == (
+            "instructions"
+        )
+        artifacts = AsyncArtifactStore(LocalArtifactStore(tmp_path / "store"))
+        reader = ArtifactReader(artifacts)
+        deps = Deps(
+            db=sqlite_db,
+            artifacts=artifacts,
+            reader=reader,
+            cache=ResultsCache(sqlite_db, reader),
+            settings=EvaluatorSettings(),
+            work_dir=tmp_path,
+            operator_hosts=(),
+            worker_slots=asyncio.Semaphore(1),
+        )
+        rows = [GoldenRow.model_validate(r) for r in golden]
+        ref = ArtifactRef(uri="file:///g", sha256="a" * 64, size_bytes=1)
+        inputs = Inputs(spec, ref, rows, [], None, "setup", uuid.uuid4())
+        await teacher_results(deps, inputs)
+    assert len(server.requests) == len(golden)
+    for messages in server.requests:
+        assert messages[0] == {"role": "system", "content": spec.instructions}
+        assert all(spec.student_prompt not in m["content"] for m in messages)
+
+
+def _applied(data: dict) -> dict:
+    """The pack's spec as apply stores it: files inlined, paths replaced by refs."""
+    ref = {"uri": "file:///x", "sha256": "0" * 64, "size_bytes": 1}
+    schema = json.loads((PACK / data["output_schema"]).read_text())
+    return {
+        **data,
+        "output_schema": schema,
+        "golden_set": ref,
+        "probe_set": ref,
+        "general_text": ref,
+    }
