@@ -101,7 +101,11 @@ def chat_prompts(tokenizer: Any, system: str | None, inputs: Sequence[str]) -> l
 
 
 def prompt_tokens(tokenizer: Any, prompts: Sequence[str]) -> list[int]:
-    return [len(ids) for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+    return [len(ids) for ids in _encode(tokenizer, prompts)]
+
+
+def _encode(tokenizer: Any, prompts: Sequence[str]) -> list[list[int]]:
+    return tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
 
 
 def grammar_for(model: Any, tokenizer: Any, schema: dict[str, Any] | None) -> Any | None:
@@ -112,30 +116,71 @@ def grammar_for(model: Any, tokenizer: Any, schema: dict[str, Any] | None) -> An
     return decoding.compile_grammar(schema, info)
 
 
-def _generate(
-    model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int, grammar: Any = None
-) -> list[str]:
+@dataclass(frozen=True)
+class Prefix:
+    """The key/value cache of the token prefix every prompt shares (the chat template and the
+    system prompt), computed once and copied into each batch instead of recomputed per row."""
+
+    length: int
+    cache: Any
+
+    def for_batch(self, rows: int) -> Any:
+        import copy
+
+        cache = copy.deepcopy(self.cache)
+        cache.batch_repeat_interleave(rows)
+        return cache
+
+
+def shared_prefix(model: Any, rows: Sequence[Sequence[int]]) -> Prefix | None:
     import torch
 
-    constrained: dict[str, Any] = {}
+    length = 0  # every row keeps at least one token of its own to feed generate
+    while all(len(r) > length + 1 and r[length] == rows[0][length] for r in rows):
+        length += 1
+    if length == 0:
+        return None
+    ids = torch.tensor([list(rows[0][:length])], device=model.device)
+    with torch.inference_mode():
+        return Prefix(length, model(input_ids=ids, use_cache=True).past_key_values)
+
+
+def _generate(
+    model: Any,
+    tokenizer: Any,
+    rows: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    grammar: Any = None,
+    prefix: Prefix | None = None,
+) -> list[str]:
+    """Greedy replies to tokenized prompts, left-padded; with a prefix, the padding goes
+    between the shared prefix (already in the cache) and each row's own tokens. Positions
+    come from the attention mask, so every row's tokens keep the positions they have alone."""
+    import torch
+
+    kwargs: dict[str, Any] = {}
     if grammar is not None:
-        constrained = {
-            "logits_processor": [decoding.GrammarLogitsProcessor(grammar, len(prompts))],
-            # Stop exactly where the grammar does, whatever the model's generation config says.
-            "eos_token_id": decoding.stop_token_ids(grammar),
-        }
-    batch = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
-    batch = {k: v.to(model.device) for k, v in batch.items()}
+        kwargs["logits_processor"] = [decoding.GrammarLogitsProcessor(grammar, len(rows))]
+        # Stop exactly where the grammar does, whatever the model's generation config says.
+        kwargs["eos_token_id"] = decoding.stop_token_ids(grammar)
+    skip = 0
+    if prefix is not None:
+        skip = prefix.length
+        kwargs["past_key_values"] = prefix.for_batch(len(rows))
+    width = max(len(r) for r in rows) - skip
+    pad = tokenizer.pad_token_id
+    ids = [[*r[:skip], *[pad] * (width + skip - len(r)), *r[skip:]] for r in rows]
+    mask = [[1] * skip + [0] * (width + skip - len(r)) + [1] * (len(r) - skip) for r in rows]
     with torch.inference_mode():
         out = model.generate(
-            **batch,
+            input_ids=torch.tensor(ids, device=model.device),
+            attention_mask=torch.tensor(mask, device=model.device),
             max_new_tokens=max_new_tokens,
             do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-            **constrained,
+            pad_token_id=pad,
+            **kwargs,
         )
-    new = out[:, batch["input_ids"].shape[1] :]
-    return tokenizer.batch_decode(new, skip_special_tokens=True)
+    return tokenizer.batch_decode(out[:, len(ids[0]) :], skip_special_tokens=True)
 
 
 def _sync(model: Any) -> None:
@@ -146,10 +191,15 @@ def _sync(model: Any) -> None:
 
 
 def _timed(
-    model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int, grammar: Any
+    model: Any,
+    tokenizer: Any,
+    rows: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    grammar: Any,
+    prefix: Prefix | None = None,
 ) -> tuple[list[str], float]:
     began = time.perf_counter()
-    texts = _generate(model, tokenizer, prompts, max_new_tokens, grammar)
+    texts = _generate(model, tokenizer, rows, max_new_tokens, grammar, prefix)
     _sync(model)
     return texts, (time.perf_counter() - began) * 1000
 
@@ -164,19 +214,26 @@ def generate_batched(
     grammar: Any = None,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> list[Generation]:
-    """Greedy replies in input order; latency per example is the batch's time / its size.
+    """Greedy replies in input order; latency per example is the batch's time / its size,
+    plus its share of the prefix.
 
     Length bucketing: prompts are batched in order of token count, so neighbours pad little
-    and a batch's prefill is not spent on padding. Results are put back in input order.
+    and prefill is not spent on padding. The prefix all prompts share is computed once
+    (`shared_prefix`). Results are put back in input order.
     """
-    lengths = prompt_tokens(tokenizer, prompts)
-    order = sorted(range(len(prompts)), key=lambda i: lengths[i])
+    rows = _encode(tokenizer, prompts)
+    began = time.perf_counter()
+    prefix = shared_prefix(model, rows)
+    _sync(model)
+    prefix_ms = (time.perf_counter() - began) * 1000 / max(1, len(rows))
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
     results: dict[int, Generation] = {}
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
-        texts, ms = _timed(model, tokenizer, [prompts[i] for i in index], max_new_tokens, grammar)
+        batch = [rows[i] for i in index]
+        texts, ms = _timed(model, tokenizer, batch, max_new_tokens, grammar, prefix)
         for i, text in zip(index, texts, strict=True):
-            results[i] = Generation(text, ms / len(index))
+            results[i] = Generation(text, ms / len(index) + prefix_ms)
         if on_batch is not None:
             on_batch(len(results), len(prompts))
     return [results[i] for i in range(len(prompts))]
@@ -185,10 +242,11 @@ def generate_batched(
 def generate_single(
     model: Any, tokenizer: Any, prompts: Sequence[str], *, max_new_tokens: int, grammar: Any = None
 ) -> list[Generation]:
-    """One prompt per generate call: the latency a lone request sees."""
+    """One prompt per generate call: the latency a lone request sees. Nothing is shared
+    between requests (no prefix cache), as `transformers serve` runs them."""
     out = []
-    for prompt in prompts:
-        [text], ms = _timed(model, tokenizer, [prompt], max_new_tokens, grammar)
+    for row in _encode(tokenizer, prompts):
+        [text], ms = _timed(model, tokenizer, [row], max_new_tokens, grammar)
         out.append(Generation(text, ms))
     return out
 
@@ -207,10 +265,12 @@ def generate_concurrent(
     Groups are taken in the order given, not sorted by length: concurrent callers do not
     arrive sorted, and a short request batched with a long one waits for it.
     """
+    rows = _encode(tokenizer, prompts)
     out = []
-    for start in range(0, len(prompts), concurrency):
-        group = prompts[start : start + concurrency]
-        texts, ms = _timed(model, tokenizer, group, max_new_tokens, grammar)
+    for start in range(0, len(rows), concurrency):
+        texts, ms = _timed(
+            model, tokenizer, rows[start : start + concurrency], max_new_tokens, grammar
+        )
         out.extend(Generation(text, ms) for text in texts)
     return out
 

@@ -23,7 +23,12 @@ class EvaluatorSettings(BaseSettings):
         description="auto: bf16 on CUDA and on CPUs with AMX/AVX512-BF16 (about twice as fast "
         "there), else fp32",
     )
-    batch_size: int = Field(default=8, ge=1, le=512, description="golden examples per generate")
+    batch_size: int = Field(
+        default=16,
+        ge=1,
+        le=512,
+        description="golden examples per generate, bucketed by prompt length (bench/eval.py)",
+    )
     max_new_tokens: int = Field(default=128, ge=1, le=8192)
     latency_samples: int | None = Field(
         default=None,
