@@ -27,7 +27,9 @@ import typer
 import yaml
 from sqlalchemy import select
 
+from shared.artifacts import LocalArtifactStore
 from shared.db import Database, OutboxRow
+from shared.events.base import ArtifactRef
 from shared.runtime.natsd import free_port
 from shared.runtime.registry import RegistryError, discover
 
@@ -169,6 +171,21 @@ def follow(db_url: str, cycle_id: UUID, announce, timeout_s: float) -> bool:
     return False
 
 
+def last_report(db_url: str, artifact_root: Path, cycle_id: UUID) -> str | None:
+    """report.md of the cycle's last evaluation, read from the embedded artifact folder."""
+    evaluations = [
+        p
+        for _, subject, p in asyncio.run(_events(db_url, str(cycle_id)))
+        if subject == "distillery.evaluation.completed.v1"
+    ]
+    if not evaluations:
+        return None
+    store = LocalArtifactStore(artifact_root)
+    body = json.loads(store.get_bytes(ArtifactRef.model_validate(evaluations[-1]["report"])))
+    markdown = ArtifactRef.model_validate(body["artifacts"]["report.md"])
+    return store.get_bytes(markdown).decode()
+
+
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C: nothing is left running
 
@@ -225,6 +242,11 @@ def demo(
             announce(f"no verdict within {timeout:.0f} s; the timeline so far:")
         console.print()
         show_cycle(rt.target, cycle_id)
+        report = last_report(rt.database_url, rt.artifact_root, cycle_id)
+        if report is not None:
+            # The verdict's own report: base / student / teacher, gates, fields, latency, cost.
+            console.print()
+            console.print(report, markup=False, highlight=False)
     finally:
         # A second Ctrl-C or SIGTERM (e.g. `timeout` forwarding its own) must not cut the
         # clean-up short and orphan the services.
