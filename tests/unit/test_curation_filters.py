@@ -139,22 +139,25 @@ def test_candidates_equal_datasketch_lsh_queries():
     theirs = {
         (min(i, j), max(i, j)) for i, m in enumerate(sketches) for j in lsh.query(m) if i != j
     }
-    assert ours == theirs and len(ours) >= 20
+    # 20 planted pairs at Jaccard 0.9: LSH at 0.8 finds each with probability about 0.97.
+    assert ours == theirs and len(ours) >= 17
 
 
 def test_near_duplicates_respect_the_threshold_exactly():
+    # Word sets with no weighting, so the Dice values are easy to count.
     base = [f"t{i}" for i in range(20)]
-    at = [*base[:18], "n1", "n2"]  # 18 shared of 22 distinct words: 0.818
-    above = [*base[:19], "n1"]  # 19 of 21: 0.905
+    at = [*base[:18], "n1", "n2"]  # 18 shared of 20 + 20 words: Dice 0.9
+    above = [*base[:19], "n1"]  # 19 of 20 + 20: 0.95
     far = words(20, 9)
-    params = MinHashParams(threshold=0.85)
+    params = MinHashParams(threshold=0.92, shingle_words=1, shingle_chars=0, detail_weight=1)
     found = near_duplicates([base, at, above, far], params)
     assert (
         set(found) == {2}
         and found[2].kept == 0
-        and found[2].similarity == pytest.approx(19 / 21, abs=1e-4)
+        and found[2].similarity == pytest.approx(0.95, abs=1e-4)
     )
-    assert set(near_duplicates([base, at], MinHashParams(threshold=0.8))) == {1}
+    params = MinHashParams(threshold=0.9, shingle_words=1, shingle_chars=0, detail_weight=1)
+    assert set(near_duplicates([base, at], params)) == {1}
 
 
 def test_near_duplicates_of_nothing():

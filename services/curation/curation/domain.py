@@ -83,12 +83,19 @@ class Options:
     judge: bool = False
     judge_min_score: float = 0.6
     num_perm: int = 128
-    shingle_words: int = 1
+    shingle_words: int = 3
     minhash_seed: int = 1
+    shingle_chars: int = 3
+    detail_weight: int = 4
 
     def minhash(self) -> MinHashParams:
         return MinHashParams(
-            self.near_duplicate_threshold, self.num_perm, self.shingle_words, self.minhash_seed
+            threshold=self.near_duplicate_threshold,
+            num_perm=self.num_perm,
+            shingle_words=self.shingle_words,
+            seed=self.minhash_seed,
+            shingle_chars=self.shingle_chars,
+            detail_weight=self.detail_weight,
         )
 
 

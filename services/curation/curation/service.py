@@ -197,6 +197,8 @@ def options_for(spec: TaskSpec, settings: CurationSettings) -> Options:
         judge_min_score=settings.judge_min_score,
         num_perm=settings.num_perm,
         shingle_words=settings.shingle_words,
+        shingle_chars=settings.shingle_chars,
+        detail_weight=settings.detail_weight,
         minhash_seed=settings.minhash_seed,
     )
 

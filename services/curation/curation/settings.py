@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 NAME = "curation"
@@ -14,7 +14,11 @@ class CurationSettings(BaseSettings):
     # MinHash: changing any of these changes which rows count as near duplicates, so each is
     # recorded in the manifest's thresholds.
     num_perm: int = Field(default=128, ge=16, le=1024)
-    shingle_words: int = Field(default=1, ge=1, le=8, description="words per MinHash shingle")
+    # Word 3-grams plus character 3-grams, digits weighted 4: chosen on bench/dedup.py (see
+    # curation.dedup for why); 0 turns a kind of shingle off.
+    shingle_words: int = Field(default=3, ge=0, le=8, description="words per word shingle")
+    shingle_chars: int = Field(default=3, ge=0, le=8, description="characters per char shingle")
+    detail_weight: int = Field(default=4, ge=1, le=16, description="weight of digit shingles")
     minhash_seed: int = 1
 
     judge_min_score: float = Field(
@@ -25,3 +29,9 @@ class CurationSettings(BaseSettings):
     )
     # "module:attribute" scrubbers registered on top of the built-in ones (see curation.pii).
     extra_scrubbers: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _some_shingles(self) -> CurationSettings:
+        if not (self.shingle_words or self.shingle_chars):
+            raise ValueError("shingle_words and shingle_chars cannot both be 0")
+        return self
