@@ -131,7 +131,7 @@ def test_candidates_equal_datasketch_lsh_queries():
     hashes, offsets = shingle_hashes(docs, 1)
     sig = signatures(hashes, offsets, 128, 1)
     b, r = bands(0.8, 128)
-    ours = candidate_pairs(sig, b, r, np.ones(len(docs), bool))
+    ours = set(map(tuple, candidate_pairs(sig, b, r, np.ones(len(docs), bool)).tolist()))
     lsh = MinHashLSH(threshold=0.8, num_perm=128)
     sketches = [MinHash(128, hashvalues=s, scheme="affine32") for s in sig]
     for i, m in enumerate(sketches):

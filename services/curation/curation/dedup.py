@@ -33,7 +33,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import pairwise
 
 import numpy as np
 
@@ -134,31 +133,47 @@ def signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int
     return np.ascontiguousarray(sig.T)
 
 
-def candidate_pairs(sig: np.ndarray, b: int, r: int, eligible: np.ndarray) -> set[tuple[int, int]]:
-    """Pairs (i < j) that share at least one band, as MinHashLSH buckets them."""
-    pairs: set[tuple[int, int]] = set()
+def _bucket_pairs(starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (left, right) of the pairs within buckets [start, start + size) of a sorted
+    band: every pair in a small bucket; in a huge one, which is one cluster, a chain plus a
+    star links it without n^2 pairs."""
+    small = sizes <= _MAX_PAIRS_PER_BUCKET
+    first = np.repeat(starts[small], sizes[small])
+    at = (
+        first
+        + np.arange(len(first))
+        - np.repeat(np.cumsum(sizes[small]) - sizes[small], sizes[small])
+    )
+    after = np.repeat(starts[small] + sizes[small], sizes[small]) - at - 1
+    left = np.repeat(at, after)
+    right = left + 1 + np.arange(len(left)) - np.repeat(np.cumsum(after) - after, after)
+    chains = [(left, right)]
+    for start, size in zip(starts[~small].tolist(), sizes[~small].tolist(), strict=True):
+        chain = np.arange(start, start + size - 1)
+        chains += [(chain, chain + 1), (np.full(size - 2, start), chain[1:] + 1)]
+    return np.concatenate([c[0] for c in chains]), np.concatenate([c[1] for c in chains])
+
+
+def candidate_pairs(sig: np.ndarray, b: int, r: int, eligible: np.ndarray) -> np.ndarray:
+    """Pairs (i < j) that share at least one band, as MinHashLSH buckets them: (n, 2), sorted."""
     rows = np.flatnonzero(eligible)
+    found = [np.zeros(0, dtype=np.int64)]
     if len(rows) < 2:
-        return pairs
+        return np.zeros((0, 2), dtype=np.int64)
     for band in range(b):
         block = sig[rows, band * r : (band + 1) * r].astype(np.uint64)
         key = np.zeros(len(rows), dtype=np.uint64)
         for col in range(r):
             key = key * _BAND_MULT + block[:, col]
+        # Stable, so a bucket's members stay in ascending order and every pair has i < j.
         order = np.argsort(key, kind="stable")
         ordered = key[order]
         starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
         sizes = np.diff(np.append(starts, len(ordered)))
-        shared = sizes > 1
-        for start, size in zip(starts[shared].tolist(), sizes[shared].tolist(), strict=True):
-            members = sorted(rows[order[start : start + size]].tolist())
-            if size <= _MAX_PAIRS_PER_BUCKET:
-                pairs.update((x, y) for n, x in enumerate(members) for y in members[n + 1 :])
-            else:
-                # A huge bucket is one cluster; a chain plus a star links it without n^2 pairs.
-                pairs.update(pairwise(members))
-                pairs.update((members[0], y) for y in members[2:])
-    return pairs
+        left, right = _bucket_pairs(starts[sizes > 1], sizes[sizes > 1])
+        found.append(rows[order[left]] * len(sig) + rows[order[right]])
+    pairs = np.unique(np.concatenate(found))
+    return np.stack([pairs // len(sig), pairs % len(sig)], axis=1)
 
 
 def dice(x: np.ndarray, y: np.ndarray, detail_weight: int) -> float:
@@ -187,11 +202,15 @@ def near_duplicates(
     sig = signatures(*expand(hashes, offsets, params.detail_weight), params.num_perm, params.seed)
     jaccard = params.threshold / (2 - params.threshold)
     b, r = bands(max(jaccard - _LSH_MARGIN, 0.05), params.num_perm)
-    found = candidate_pairs(sig, b, r, offsets[1:] > offsets[:-1])
-    pairs = np.array(sorted(found), dtype=np.int64).reshape(-1, 2)
-    agree = (sig[pairs[:, 0]] == sig[pairs[:, 1]]).mean(axis=1)
+    pairs = candidate_pairs(sig, b, r, offsets[1:] > offsets[:-1])
+    likely = np.concatenate(
+        [
+            (sig[chunk[:, 0]] == sig[chunk[:, 1]]).mean(axis=1) >= jaccard - _ESTIMATE_SLACK
+            for chunk in np.array_split(pairs, max(1, len(pairs) // 8192))
+        ]
+    )
     earlier: dict[int, list[tuple[int, float]]] = {}
-    for i, j in pairs[agree >= jaccard - _ESTIMATE_SLACK].tolist():
+    for i, j in pairs[likely].tolist():
         x = hashes[offsets[i] : offsets[i + 1]]
         y = hashes[offsets[j] : offsets[j + 1]]
         similarity = dice(x, y, params.detail_weight)

@@ -52,11 +52,13 @@ def _sets(owner: np.ndarray, hashes: np.ndarray, n_docs: int) -> tuple[np.ndarra
 def _word_grams(docs: Sequence[Sequence[str]], k: int) -> tuple[np.ndarray, ...]:
     """(owner, 64-bit hash, holds a digit) per word k-gram; a doc shorter than k is one gram."""
     every = list(chain.from_iterable(docs))
-    # Each distinct word is hashed once; the per-token work is one C-level dict lookup.
-    table = {w: _word_hash(w) for w in dict.fromkeys(every)}
+    # Each distinct word is hashed once, its lowest bit set when it holds a digit; the
+    # per-token work is one C-level dict lookup.
+    table = {
+        w: (_word_hash(w) & ~1) | any("0" <= c <= "9" for c in w) for w in dict.fromkeys(every)
+    }
     words = np.fromiter(map(table.__getitem__, every), dtype=np.uint64, count=len(every))
-    digit_words = {w for w in table if any("0" <= c <= "9" for c in w)}
-    digits = np.fromiter(map(digit_words.__contains__, every), dtype=bool, count=len(every))
+    digits = (words & np.uint64(1)).astype(bool)
     lengths = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs))
     starts = np.cumsum(lengths) - lengths
 
@@ -90,29 +92,30 @@ def _char_grams(docs: Sequence[Sequence[str]], n: int) -> tuple[np.ndarray, ...]
     texts = [" ".join(d) for d in docs]
     joined = _SEPARATOR.join(texts) + _SEPARATOR
     if joined.isascii():
-        codes = np.frombuffer(joined.encode("ascii"), dtype=np.uint8).astype(np.uint64)
+        codes = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
     else:
-        codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+        codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
-    ends = np.cumsum(lengths + 1) - 1  # each doc's separator
     # Windows over the whole corpus at once; those that hold a separator are dropped.
-    last = len(codes) - n + 1
-    h = np.zeros(max(last, 0), dtype=np.uint64)
+    last = max(len(codes) - n + 1, 0)
+    h = np.zeros(last, dtype=np.uint64)
+    clean = np.ones(last, dtype=bool)
+    digit = np.zeros(last, dtype=bool)
+    is_digit = (codes >= 48) & (codes <= 57)
     for j in range(n):
         h = h * _CHAR_MULT + codes[j : j + last]
-    seps = np.concatenate([[0], np.cumsum(codes == 0)])
-    digits = np.concatenate([[0], np.cumsum((codes >= 48) & (codes <= 57))])
-    start = np.flatnonzero(seps[n : n + last] == seps[:last])
-    owner = seps[start]
-    out, detail = h[start], digits[start + n] > digits[start]
+        clean &= codes[j : j + last] != 0
+        digit |= is_digit[j : j + last]
+    counts = np.maximum(lengths - n + 1, 0)
+    owner = np.repeat(np.arange(len(texts)), counts)
+    out, detail = h[clean], digit[clean]
 
     short = np.flatnonzero((lengths < n) & (lengths > 0))
     if len(short):
-        first = ends[short] - lengths[short]
         whole = [_word_hash(texts[d]) for d in short.tolist()]
         owner = np.concatenate([owner, short])
         out = np.concatenate([out, np.array(whole, dtype=np.uint64)])
-        detail = np.concatenate([detail, digits[ends[short]] > digits[first]])
+        detail = np.concatenate([detail, [any("0" <= c <= "9" for c in texts[d]) for d in short]])
     return owner, out, detail
 
 
@@ -129,9 +132,11 @@ def shingle_hashes(
     if not parts:
         raise ValueError("no shingles: both word and character sizes are 0")
     owner = np.concatenate([o for _, o, _, _ in parts])
-    h = _fold(_mix64(np.concatenate([g * _COPY_SALT + np.uint64(s) for s, _, g, _ in parts])))
+    # Multiply-shift: the top half of an odd multiple is a fine 32-bit hash, and cheaper than a
+    # full mix (MinHash runs each value through murmur's finaliser anyway).
+    h = np.concatenate([(g + np.uint64(s)) * _COPY_SALT >> np.uint64(32) for s, _, g, _ in parts])
     detail = np.concatenate([d for _, _, _, d in parts])
-    return _sets(owner, (h & np.uint32(0xFFFFFFFE)) | detail.astype(np.uint32), len(docs))
+    return _sets(owner, (h & np.uint64(0xFFFFFFFE)) | detail.astype(np.uint64), len(docs))
 
 
 def is_detail(hashes: np.ndarray) -> np.ndarray:
