@@ -219,7 +219,9 @@ async def test_the_same_event_twice_in_a_batch_is_applied_once(private_nats, db:
     async with running(consumer, private_nats.url):
         await wait_for(lambda: settled(private_nats.url, consumer.name))
     assert await effect_counts(db) == Counter({"twice": 1, "once": 1})
-    assert [sorted(c) for c in handler.calls] == [["once", "twice"]]
+    # Usually one batch; under load the fetch may split them. Either way the handler saw each
+    # event once: the second copy was claimed already (in its batch or an earlier one).
+    assert sorted(name for call in handler.calls for name in call) == ["once", "twice"]
 
 
 async def test_a_malformed_message_is_dead_lettered_and_the_rest_applied(
