@@ -1,13 +1,23 @@
-"""Only the assistant's tokens carry loss, for SmolLM2's real chat template and tokenizer."""
+"""Only the assistant's tokens carry loss (SmolLM2's real chat template and tokenizer); batches
+grouped by length."""
 
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 from transformers import AutoTokenizer
 
-from trainer.data import IGNORE_INDEX, DatasetError, encode, encode_rows, read_rows
+from trainer.data import (
+    IGNORE_INDEX,
+    DatasetError,
+    GroupedSampler,
+    encode,
+    encode_rows,
+    grouped_order,
+    read_rows,
+)
 
 SYSTEM = "You triage tickets. Answer in JSON."
 
@@ -88,3 +98,32 @@ def test_rows_that_cannot_be_trained_on_are_refused(tokenizer, tmp_path):
     bad.write_text("{not json\n")
     with pytest.raises(DatasetError, match="not JSON"):
         list(read_rows(bad))
+
+
+def padded_tokens(order: list[int], lengths: list[int], batch: int) -> int:
+    runs = [order[i : i + batch] for i in range(0, len(order), batch)]
+    return sum(len(run) * max(lengths[i] for i in run) for run in runs)
+
+
+def test_grouped_batches_hold_rows_of_similar_length_and_every_row_once():
+    rng = random.Random(1)
+    lengths = [rng.randint(90, 260) for _ in range(83)]  # 10 runs of 8 and a short one
+    order = grouped_order(lengths, batch=8, seed=0)
+    assert sorted(order) == list(range(83))
+    shuffled = list(range(83))
+    rng.shuffle(shuffled)
+    real = sum(lengths)
+    assert padded_tokens(order, lengths, 8) < 1.1 * real < padded_tokens(shuffled, lengths, 8)
+    assert len(order[80:]) == 3 and set(order[80:]) == set(order[-3:])  # the short run is last
+
+
+def test_the_grouped_order_is_a_function_of_seed_and_epoch():
+    lengths = [100 + (i * 7) % 50 for i in range(40)]
+    sampler = GroupedSampler(lengths, batch=4, seed=3)
+    first = list(sampler)
+    assert list(GroupedSampler(lengths, batch=4, seed=3)) == first  # a resumed run: same order
+    sampler.set_epoch(1)
+    second = list(sampler)
+    assert second != first and sorted(second) == sorted(first)
+    sampler.set_epoch(0)
+    assert list(sampler) == first

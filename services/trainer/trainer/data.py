@@ -12,7 +12,8 @@ every system/user token do not.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+import random
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,10 @@ class Encoded:
     @property
     def trained_tokens(self) -> int:
         return sum(1 for label in self.labels if label != IGNORE_INDEX)
+
+    @property
+    def first_label(self) -> int:
+        return next(i for i, label in enumerate(self.labels) if label != IGNORE_INDEX)
 
 
 def read_rows(path: Path) -> Iterator[dict[str, Any]]:
@@ -112,3 +117,47 @@ def encode_rows(tokenizer: Any, rows: Iterable[dict[str, Any]], max_len: int) ->
         else:
             examples.append(encoded)
     return EncodedSet(examples, dropped)
+
+
+# Examples are sorted by length within a window of this many micro-batches (as the HF
+# Trainer's LengthGroupedSampler does): wide enough that a batch's rows are close in length,
+# narrow enough on a large set that a batch is not the same neighbours every epoch.
+GROUP_WINDOW = 50
+
+
+def grouped_order(lengths: Sequence[int], batch: int, seed: int, epoch: int = 0) -> list[int]:
+    """Every index once, in runs of `batch` of similar length, the runs in random order.
+
+    A padded batch costs its longest row times its size. On the demo task's golden rows under
+    the student prompt (91-258 tokens), random batches of 8 padded 34% on top of the real
+    tokens; grouped, 2-7% (64-240 rows). Only the last run may be short, and it stays last,
+    so the DataLoader's batches are exactly these runs.
+    """
+    rng = random.Random(f"{seed}/{epoch}")  # noqa: S311 - a data order, not a secret
+    order = list(range(len(lengths)))
+    rng.shuffle(order)  # ties and windows differ per seed
+    window = batch * GROUP_WINDOW
+    runs: list[list[int]] = []
+    for start in range(0, len(order), window):
+        part = sorted(order[start : start + window], key=lambda i: lengths[i])
+        runs += [part[i : i + batch] for i in range(0, len(part), batch)]
+    tail = [runs.pop()] if runs and len(runs[-1]) < batch else []
+    rng.shuffle(runs)
+    return [i for run in runs + tail for i in run]
+
+
+class GroupedSampler:
+    """`grouped_order` as a sampler; the Trainer calls set_epoch, so each epoch reshuffles and
+    a resumed run draws the same order as the run it resumes (seed and epoch, no global RNG)."""
+
+    def __init__(self, lengths: Sequence[int], batch: int, seed: int) -> None:
+        self.lengths, self.batch, self.seed, self.epoch = list(lengths), batch, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(grouped_order(self.lengths, self.batch, self.seed, self.epoch))

@@ -5,17 +5,19 @@ folder's last finished checkpoint) → save (adapter safetensors) → cleanup. t
 transformers, peft and trl are imported inside functions so that importing this module (the
 service does, for types) costs nothing.
 
-Choices and why (measured on the development machine; figures in the service README):
+Choices and why (measured on the development machines; figures in the service README):
 - loss on assistant tokens only, labels built in `data.py` (the template has no generation
-  markers);
+  markers); on the CPU logits are computed only where a label is (safe_trainer.py);
 - fp32 on CPUs without bf16 hardware (AVX2 only: bf16 autocast ran ~5-10x slower); bf16 where
   the CPU has AMX/AVX512-BF16; bf16 (else fp16) on CUDA;
 - the model's own cross-entropy on CPU, trl's tiled LM-head loss on CUDA (its torch fallback,
   without Triton, is slower: x1.5 on SmolLM2, x4 on the tiny test model);
-- padded batches, cut to max_seq_len; padding-free only on CUDA with flash attention (SDPA
-  would attend a flattened batch as one long sequence);
+- batches grouped by length on the CPU (data.GroupedSampler), padding-free rows on CUDA with
+  flash attention; padding-free can be forced anywhere (transformers masks packed rows by
+  their position_ids), and measured slower than grouped on the CPU;
 - no LoRA dropout by default (peft's default; 0.05 cost half the CPU throughput);
-- gradient checkpointing on: ~40% less peak memory, and on the CPU no slower;
+- gradient checkpointing only when the batch would not fit without it (memory.py): recomputing
+  the forward cost ~30% of the CPU step on short rows;
 - the effective batch (batch_size x accumulation) split into micro-batches that fit the
   memory there is (memory.py): a batch of 8 SmolLM2 conversations ran out of 24 GiB;
 - QLoRA (4-bit NF4 base) only with CUDA and bitsandbytes installed.
@@ -33,6 +35,7 @@ from typing import Any
 
 from .checkpoint import latest_checkpoint
 from .data import encode_rows
+from .memory import Lengths
 from .plan import cuda, hardware, has_flash_attention, resolve
 
 Emit = Callable[[dict[str, Any]], None]
@@ -57,7 +60,7 @@ class RecipeOptions:
     seed: int = 0
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     gradient_checkpointing: str = "auto"  # auto | on | off
-    batching: str = "auto"  # auto | padded | padding_free
+    batching: str = "auto"  # auto | padded | grouped | padding_free
     quantize: str = "auto"  # auto | 4bit | none
     save_steps: int = 20
     evaluations: int = 4  # per trial, for pruning
@@ -103,7 +106,7 @@ def load_base(model_dir: Path, plan: dict[str, Any]):
             bnb_4bit_compute_dtype=dtype,
             bnb_4bit_use_double_quant=True,
         )
-    if plan["padding_free"] and has_flash_attention():
+    if plan["batching"] == "padding_free" and has_flash_attention():
         kwargs["attn_implementation"] = "flash_attention_2"
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), **kwargs)
     if plan["quantize"] == "4bit":
@@ -170,10 +173,13 @@ class LoraSFTRecipe:
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         sets = {}
+        lengths = []
         for name, rows in (("train", self.train_rows), ("validation", self.validation_rows)):
             encoded = encode_rows(tokenizer, rows, self.options.max_seq_len)
             self.dropped += encoded.dropped
-            sets[name] = Dataset.from_list([asdict(e) for e in encoded.examples])
+            examples = encoded.examples
+            sets[name] = Dataset.from_list([asdict(e) for e in examples])
+            lengths += [(len(e.input_ids), e.trained_tokens, e.first_label) for e in examples]
         if len(sets["train"]) == 0:
             from shared.bus import PermanentError
 
@@ -186,7 +192,7 @@ class LoraSFTRecipe:
         if self.options.max_steps:
             total = min(total, self.options.max_steps)
         model = load_base(self.model_dir, self.plan)
-        self.plan.update(self._batches(model, sets))
+        self.plan.update(self._batches(model, Lengths.of(lengths)))
         self.callbacks = make_callbacks(self)
         self.trainer = safe_sft_trainer()(
             model=model,
@@ -198,17 +204,18 @@ class LoraSFTRecipe:
             callbacks=self.callbacks,
         )
         self.trainer.plain_loss = self.plan["plain_loss"]
+        if self.plan["batching"] == "grouped":
+            self.trainer.group_seed = self.options.seed
 
-    def _batches(self, model: Any, sets: dict[str, Any]) -> dict[str, Any]:
+    def _batches(self, model: Any, lengths: Lengths) -> dict[str, Any]:
         from .memory import Shape, memory_budget, plan_batches
 
-        longest = max(len(ids) for s in sets.values() if len(s) for ids in s["input_ids"])
         return plan_batches(
             Shape.of(model.config, sum(p.numel() for p in model.parameters())),
             self.plan,
             self.options.batch_size,
             self.options.gradient_accumulation_steps,
-            longest,
+            lengths,
             memory_budget(self.options.memory_budget_mib),
         )
 
@@ -228,7 +235,7 @@ class LoraSFTRecipe:
             warmup_steps=0.05,
             weight_decay=0.0,
             max_length=None,  # rows are cut to max_seq_len by data.encode
-            padding_free=plan["padding_free"],
+            padding_free=plan["batching"] == "padding_free",
             bf16=plan["precision"] == "bf16",
             fp16=plan["precision"] == "fp16",
             use_cpu=not cuda(),

@@ -52,14 +52,23 @@ def resolve(options: RecipeOptions, hw: dict[str, Any]) -> dict[str, Any]:
         quantize = "4bit" if on_gpu and hw["bitsandbytes"] else "none"
     if quantize == "4bit" and not (on_gpu and hw["bitsandbytes"]):
         quantize = "none"
+    batching = options.batching
+    if batching == "auto":
+        batching = "padding_free" if on_gpu and hw["flash_attention"] else "grouped"
     return {
         "precision": precision,
-        # Without flash attention a flattened batch is attended as one long sequence.
-        "padding_free": options.batching == "padding_free"
-        or (options.batching == "auto" and on_gpu and hw["flash_attention"]),
-        # On by default everywhere: on the GPU memory is the limit, and on the CPU it measured
-        # as fast or faster (less memory traffic) with ~40% less peak memory.
-        "gradient_checkpointing": options.gradient_checkpointing in ("auto", "on"),
+        # CPU: bf16 only with AMX/AVX512-BF16; the report says which path this machine took.
+        "cpu_bf16": hw["cpu_bf16"],
+        # padding_free: each micro-batch one row, positions restarting per example; transformers
+        # builds the block-diagonal mask from them (flash-attn's varlen kernel on CUDA, a dense
+        # boolean mask for sdpa/eager). On the CPU that dense row cost ~10% more than grouped
+        # padded rows (attention over the whole row), so grouped is the CPU default.
+        "batching": batching,
+        # None: the memory planner decides (memory.py): off when the whole batch fits without.
+        # QLoRA is for when memory is short, and peft prepares its model before the plan.
+        "gradient_checkpointing": {"on": True, "off": False}.get(
+            options.gradient_checkpointing, True if quantize == "4bit" else None
+        ),
         "quantize": quantize,
         "plain_loss": options.loss == "plain" or (options.loss == "auto" and not on_gpu),
     }

@@ -32,7 +32,8 @@ class TrainerSettings(BaseSettings):
     )
     precision: Auto | Literal["fp32", "bf16", "fp16"] = "auto"
     gradient_checkpointing: Auto | Literal["on", "off"] = "auto"
-    batching: Auto | Literal["padded", "padding_free"] = "auto"
+    # auto: grouped by length on the CPU, padding-free on CUDA with flash-attn (ml.py says why)
+    batching: Auto | Literal["padded", "grouped", "padding_free"] = "auto"
     quantize: Auto | Literal["4bit", "none"] = "auto"
     loss: Auto | Literal["plain", "fused"] = "auto"
     lora_dropout: float = Field(
