@@ -7,11 +7,12 @@ No service imports it: a service never imports another service.
 
 import curation.models
 import evaluator.models
+import quantizer.models
 import shared.tasks.tables
 import synth_data.models
 import trainer.models
 from shared.db.tables import Base
 
-__all__ = ["curation", "evaluator", "shared", "synth_data", "trainer"]
+__all__ = ["curation", "evaluator", "quantizer", "shared", "synth_data", "trainer"]
 
 metadata = Base.metadata

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from .base import MAX_COUNT, MAX_ITEMS, ArtifactRef, Count, Event, Name, Reason
 from .production import DriftDetected, FeedbackRecorded, RolloutChanged, TrafficLogged
+from .quantization import VariantReport, VariantSelected
 from .values import (
     IDENTITIES,
     INGEST,
@@ -179,6 +180,10 @@ class EvaluationCompleted(Event):
 
 
 class QuantizationCompleted(Event):
+    """One quantized variant, for the evaluator. The quantizer now answers with
+    `variant.selected` (every variant judged on its own engine, and the choice) and no longer
+    publishes this; it stays until the evaluator's variant stage is retired."""
+
     subject: ClassVar[str] = "distillery.quantization.completed.v1"
     producers: ClassVar[Who] = frozenset({"quantizer"})
     consumers: ClassVar[Who] = frozenset({"evaluator"})
@@ -220,6 +225,7 @@ CATALOG: dict[str, type[Event]] = {
         TrainingCompleted,
         EvaluationCompleted,
         QuantizationCompleted,
+        VariantSelected,
         RolloutChanged,
         TrafficLogged,
         FeedbackRecorded,
@@ -258,6 +264,8 @@ __all__ = [
     "TrafficLogged",
     "TrainingCompleted",
     "TrainingProgressed",
+    "VariantReport",
+    "VariantSelected",
     "Who",
     "event_class",
 ]

@@ -1,0 +1,1 @@
+"""The quantizer service: merge a passing adapter, make its variants, judge each, choose one."""

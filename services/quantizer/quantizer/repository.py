@@ -1,0 +1,79 @@
+"""Every query the quantizer makes on its tables; rows are written in the stage's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from shared.db import Database, UnitOfWork
+from shared.events.catalog import EvaluationCompleted
+from shared.events.quantization import VariantReport, VariantSelected
+
+from .models import QuantizationRow, VariantRow
+
+
+async def add_choice(uow: UnitOfWork, answer: VariantSelected) -> None:
+    run = QuantizationRow(
+        source_event_id=str(answer.causation_id),
+        cycle_id=str(answer.cycle_id),
+        task_name=answer.task_name,
+        task_version=answer.task_version,
+        adapter_sha256=answer.source_adapter.sha256,
+        status="chosen",
+        chosen=answer.chosen,
+        reason=answer.reason,
+        merged_model=answer.merged_model.model_dump(mode="json"),
+        report=answer.report.model_dump(mode="json"),
+        created_at=datetime.now(UTC),
+    )
+    uow.session.add(run)
+    await uow.session.flush()
+    uow.session.add_all(_variant_rows(run.id, answer.variants))
+
+
+def _variant_rows(run_id: int, variants: Sequence[VariantReport]) -> list[VariantRow]:
+    return [
+        VariantRow(
+            run_id=run_id,
+            name=v.name,
+            engine=v.engine,
+            status=v.status,
+            reason=v.reason,
+            artifact=v.artifact.model_dump(mode="json") if v.artifact else None,
+            size_bytes=v.size_bytes,
+            quality=v.quality,
+            retention=v.retention,
+            p95_ms=v.p95_ms,
+            cost_per_query_usd=v.cost_per_query_usd,
+            passed=v.passed,
+        )
+        for v in variants
+    ]
+
+
+async def add_failure(uow: UnitOfWork, event: EvaluationCompleted, reason: str) -> None:
+    uow.session.add(
+        QuantizationRow(
+            source_event_id=str(event.event_id),
+            cycle_id=str(event.cycle_id),
+            task_name=event.task_name,
+            task_version=event.task_version,
+            adapter_sha256=event.candidate.sha256,
+            status="failed",
+            reason=reason,
+            created_at=datetime.now(UTC),
+        )
+    )
+
+
+async def runs(db: Database) -> list[QuantizationRow]:
+    async with db.uow() as uow:
+        return list((await uow.session.scalars(select(QuantizationRow))).all())
+
+
+async def variants(db: Database, run_id: int) -> list[VariantRow]:
+    async with db.uow() as uow:
+        found = await uow.session.scalars(select(VariantRow).where(VariantRow.run_id == run_id))
+        return list(found.all())

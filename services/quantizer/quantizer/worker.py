@@ -1,0 +1,134 @@
+"""The heavy part, in a child process (`StageRun.process`): merge, convert, quantize, measure.
+
+`quantize(job, progress)`: merge the adapter and verify it; run the merged model on
+transformers; convert it to GGUF F16 and quantize the other GGUF schemes from that file; run
+each on llama.cpp; make the vLLM-native variants where there is a GPU, else report each
+skipped. Every model answers the same golden rows with the same greedy, grammar-masked loop
+(engines.py). Bad input (an adapter that does not load, an architecture llama.cpp cannot
+convert, a merge that does not match) raises PermanentError; the stage ends the cycle.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from shared.bus.errors import PermanentError
+
+from . import engines, gpu, ml
+from .contract import Measured, PlannedVariant, QuantizeJob, QuantizeResult
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+def quantize(job: QuantizeJob, progress: Progress) -> QuantizeResult:
+    from transformers import AutoTokenizer
+
+    base, out = Path(job.base_dir), Path(job.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ggufs = [v for v in job.variants if v.kind == "gguf"]
+    if ggufs:
+        archs = ml.architectures(base)
+        if not set(archs) & ml.supported_architectures(Path(job.converter)):
+            raise PermanentError(
+                f"unsupported architecture {archs or 'unnamed'}: llama.cpp cannot convert it"
+            )
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    prompts = {r.id: _prompt(tokenizer, job.system_prompt, r.prompt_input) for r in job.golden}
+    merged = out / "merged"
+    shutil.rmtree(merged, ignore_errors=True)
+    probes = list(prompts.values())[:4]
+    diff = ml.merge(base, Path(job.adapter_dir), merged, probes, job.merge_tolerance)
+    progress({"step": "merged", "max_abs_diff": diff})
+
+    runner = _Runner(job, tokenizer, prompts)
+    measured = [runner.run("merged", merged, engines.TransformersEngine(merged, job.threads))]
+    progress({"step": "evaluated", "variant": "merged"})
+    if ggufs:
+        f16 = ml.convert_f16(Path(job.converter), merged, out / "model-f16.gguf")
+        for plan in ggufs:
+            measured.append(_gguf_variant(job, plan, f16, runner))
+            progress({"step": "evaluated", "variant": plan.name})
+        if not any(p.scheme == "F16" for p in ggufs):
+            f16.unlink()  # the source of the others, not a variant of its own here
+    measured += [_vllm_variant(job, plan, merged) for plan in job.variants if plan.kind != "gguf"]
+    return QuantizeResult(merged_dir=str(merged), merge_max_abs_diff=diff, variants=measured)
+
+
+def _gguf_variant(job: QuantizeJob, plan: PlannedVariant, f16: Path, runner: _Runner) -> Measured:
+    out = Path(job.out_dir)
+    path = f16 if plan.scheme == "F16" else out / f"model-{plan.scheme.lower()}.gguf"
+    if plan.scheme != "F16":
+        ml.quantize(f16, path, plan.scheme, job.threads)
+    try:
+        engine = engines.LlamaCppEngine(path, job.threads, job.context)
+    except ValueError as exc:  # llama-cpp-python's "failed to load model"
+        raise ml.ConversionError(f"{plan.name} does not load in llama.cpp: {exc}") from exc
+    return runner.run(plan.name, path, engine)
+
+
+def _vllm_variant(job: QuantizeJob, plan: PlannedVariant, merged: Path) -> Measured:
+    reason = gpu.skip_reason()
+    if reason is None:
+        # The compress step exists (gpu.compress); judging it on vLLM under the same grammar
+        # does not yet, and an unjudged variant must not be chosen.
+        reason = "skipped: evaluation on vLLM is not implemented yet; not made"
+    return Measured(name=plan.name, status="skipped", reason=reason)
+
+
+def _prompt(tokenizer: Any, system: str, text: str) -> str:
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": text}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+class _Runner:
+    """The golden rows through one engine: every reply, and timings on the timed rows."""
+
+    def __init__(self, job: QuantizeJob, tokenizer: Any, prompts: dict[str, str]) -> None:
+        self.job, self.tokenizer = job, tokenizer
+        self.ids = {
+            k: tokenizer(p, add_special_tokens=False)["input_ids"] for k, p in prompts.items()
+        }
+        self._grammars: dict[int, Any] = {}
+
+    def grammar(self, vocab_size: int) -> Any | None:
+        if vocab_size not in self._grammars:
+            self._grammars[vocab_size] = engines.compile_for(
+                self.tokenizer, vocab_size, self.job.output_schema
+            )
+        return self._grammars[vocab_size]
+
+    def run(self, name: str, path: Path, engine: Any) -> Measured:
+        grammar = self.grammar(engine.vocab_size)
+        stops = set(grammar.tokenizer_info.stop_token_ids) if grammar is not None else set()
+        stops.add(self.tokenizer.eos_token_id)
+
+        def reply(row_id: str) -> engines.Reply:
+            return engines.greedy(
+                engine,
+                self.ids[row_id],
+                grammar=grammar,
+                stop_ids=stops,
+                max_new_tokens=self.job.max_new_tokens,
+                decode=lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True),
+            )
+
+        if self.job.timed_rows:
+            reply(self.job.timed_rows[0])  # warm-up: first-call allocations are not latency
+        replies = {row_id: reply(row_id) for row_id in self.ids}
+        timed = [replies[r] for r in self.job.timed_rows]
+        size = path.stat().st_size if path.is_file() else _dir_size(path)
+        return Measured(
+            name=name,
+            status="evaluated",
+            path=str(path),
+            size_bytes=size,
+            replies={k: r.text for k, r in replies.items()},
+            figures=engines.summary(timed),
+        )
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

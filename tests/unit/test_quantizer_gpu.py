@@ -1,0 +1,73 @@
+"""vLLM-native variants without a GPU: recipes and calibration data build on CPU, and each
+variant is reported skipped with a reason rather than made up."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from quantizer import gpu, worker
+from quantizer.contract import PlannedVariant, QuantizeJob
+
+
+def test_recipes_per_scheme():
+    w4 = gpu.recipe("W4A16")
+    assert (w4.modifier, w4.needs_calibration) == ("GPTQModifier", True)
+    assert w4.arguments == {"targets": "Linear", "scheme": "W4A16", "ignore": ["lm_head"]}
+    assert gpu.recipe("W8A16").arguments["scheme"] == "W8A16"
+    fp8 = gpu.recipe("FP8_DYNAMIC")
+    assert (fp8.modifier, fp8.needs_calibration) == ("QuantizationModifier", False)
+    with pytest.raises(ValueError, match="no llm-compressor recipe"):
+        gpu.recipe("Q4_K_M")
+
+
+class Template:
+    """Renders chat messages as role-tagged lines: enough to see what was rendered."""
+
+    def apply_chat_template(self, messages, tokenize=False):
+        return "".join(f"<{m['role']}>{m['content']}" for m in messages)
+
+
+def test_calibration_is_a_seeded_sample_of_training_rows_as_the_student_saw_them():
+    rows = [
+        {"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": f"q{i}"}]}
+        for i in range(50)
+    ] + [{"input": "plain", "output": "{}"}]
+    data = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    first = gpu.calibration_texts(data, "student prompt", Template(), rows=8, seed=3)
+    assert first == gpu.calibration_texts(data, "student prompt", Template(), rows=8, seed=3)
+    assert len(first) == 8 and len(set(first)) == 8
+    assert all(t.startswith("<system>S<user>q") for t in first if "plain" not in t)
+    everything = gpu.calibration_texts(data, "student prompt", Template(), rows=500)
+    assert "<system>student prompt<user>plain<assistant>{}" in everything
+    assert len(everything) == 51
+    with pytest.raises(ValueError, match="no training rows"):
+        gpu.calibration_texts(b"\n", "s", Template(), rows=4)
+
+
+@pytest.mark.skipif(gpu.cuda_available(), reason="this machine has a GPU")
+def test_without_cuda_each_vllm_variant_is_skipped_with_the_reason(tmp_path):
+    job = QuantizeJob(
+        base_dir=str(tmp_path),
+        adapter_dir=str(tmp_path),
+        out_dir=str(tmp_path),
+        converter="unused",
+        variants=[],
+        system_prompt="s",
+        output_schema=None,
+        golden=[],
+        timed_rows=[],
+        max_new_tokens=1,
+        merge_tolerance=1e-3,
+        threads=1,
+        context=128,
+    )
+    for scheme in ("W8A16", "W4A16", "FP8_DYNAMIC"):
+        plan = PlannedVariant(
+            name=scheme, engine="vllm", method="m", kind="compressed-tensors", scheme=scheme
+        )
+        out = worker._vllm_variant(job, plan, tmp_path)
+        assert out.status == "skipped" and out.path is None and out.size_bytes is None
+        assert out.reason.startswith("skipped: needs a GPU")
+    assert not list(tmp_path.iterdir()), "nothing was written"
