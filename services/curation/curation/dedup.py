@@ -37,6 +37,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from .dedup_facts import contradict, facts
+from .normalize import word_tokens
 from .shingles import expand, is_detail, shingle_hashes
 
 _BAND_MULT = np.uint64(0xC2B2AE3D27D4EB4F)
@@ -59,6 +61,9 @@ class MinHashParams:
     seed: int = 1
     shingle_chars: int = 3
     detail_weight: int = 4
+    # A pair whose texts each state a key fact the other lacks is never a duplicate
+    # (curation.dedup_facts); off only to measure what it buys.
+    check_facts: bool = True
 
 
 @dataclass(frozen=True)
@@ -190,15 +195,36 @@ def dice(x: np.ndarray, y: np.ndarray, detail_weight: int) -> float:
     return 2 * shared / sizes if sizes else 1.0
 
 
-def near_duplicates(
-    docs: Sequence[Sequence[str]], params: MinHashParams, protected: int = 0
-) -> dict[int, Duplicate]:
-    """index -> the earlier kept doc it nearly duplicates (exact weighted Dice >= threshold).
+class _Facts:
+    """Each doc's facts and token set, computed only for docs in a pair that passed Dice."""
 
-    The first `protected` docs are never removed (rows already published in a dataset).
+    def __init__(self, texts: Sequence[str | Sequence[str]], docs: Sequence[Sequence[str]]):
+        self.texts, self.docs = texts, docs
+        self.cache: dict[int, tuple[frozenset[str], set[str]]] = {}
+
+    def __getitem__(self, i: int) -> tuple[frozenset[str], set[str]]:
+        if i not in self.cache:
+            text, tokens = self.texts[i], set(self.docs[i])
+            # Without the text, case is gone: only the tokens holding digits are facts.
+            found = facts(text) if isinstance(text, str) else frozenset(
+                t for t in tokens if any(c.isdigit() for c in t))  # fmt: skip
+            self.cache[i] = (found, tokens)
+        return self.cache[i]
+
+
+def near_duplicates(
+    texts: Sequence[str | Sequence[str]], params: MinHashParams, protected: int = 0
+) -> dict[int, Duplicate]:
+    """index -> the earlier kept doc it nearly duplicates: exact weighted Dice >= threshold, and
+    no key fact of one contradicted by the other (see curation.dedup_facts).
+
+    Each doc is its text, or its `word_tokens` (then only numbers count as facts). The first
+    `protected` docs are never removed (rows already published in a dataset).
     """
-    if len(docs) < 2:
+    if len(texts) < 2:
         return {}
+    docs = [word_tokens(t) if isinstance(t, str) else t for t in texts]
+    known = _Facts(texts, docs)
     hashes, offsets = shingle_hashes(docs, params.shingle_words, params.shingle_chars)
     sig = signatures(*expand(hashes, offsets, params.detail_weight), params.num_perm, params.seed)
     jaccard = params.threshold / (2 - params.threshold)
@@ -215,7 +241,9 @@ def near_duplicates(
         x = hashes[offsets[i] : offsets[i + 1]]
         y = hashes[offsets[j] : offsets[j + 1]]
         similarity = dice(x, y, params.detail_weight)
-        if similarity >= params.threshold:
+        if similarity < params.threshold:
+            continue
+        if not (params.check_facts and contradict(*known[i], *known[j])):
             earlier.setdefault(j, []).append((i, similarity))
     removed: dict[int, Duplicate] = {}
     for j in sorted(earlier):
