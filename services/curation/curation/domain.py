@@ -23,7 +23,6 @@ from .decontam import GoldenIndex
 from .dedup import MinHashParams, exact_duplicates, near_duplicates
 from .filters import QualityRules
 from .normalize import dump_json, map_strings, normalise_output, normalise_text, parse_json
-from .normalize import word_tokens as tokens
 from .pii import Scrubber, scrub
 from .split import rank
 
@@ -251,7 +250,7 @@ def curate(
     keys = [hashlib.sha256(r.input.encode()).hexdigest() for r in pool]
     exact = exact_duplicates(keys, protected=len(carried))
     unique = [i for i in range(len(pool)) if i not in exact]
-    near = near_duplicates([tokens(pool[i].input) for i in unique], options.minhash(), len(carried))
+    near = near_duplicates([pool[i].input for i in unique], options.minhash(), len(carried))
     for i, of in exact.items():
         reject(pool[i], "exact_duplicate", f"same input as {pool[of].id}")
     for j, dup in near.items():
