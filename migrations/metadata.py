@@ -6,6 +6,7 @@ No service imports it: a service never imports another service.
 """
 
 import curation.models
+import deployer.models
 import evaluator.models
 import quantizer.models
 import shared.tasks.tables
@@ -13,6 +14,6 @@ import synth_data.models
 import trainer.models
 from shared.db.tables import Base
 
-__all__ = ["curation", "evaluator", "quantizer", "shared", "synth_data", "trainer"]
+__all__ = ["curation", "deployer", "evaluator", "quantizer", "shared", "synth_data", "trainer"]
 
 metadata = Base.metadata

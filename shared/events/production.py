@@ -44,13 +44,26 @@ class TrafficLogged(Event):
     latency_ms: float = Field(ge=0)
     prompt_tokens: int = Field(default=0, ge=0, le=2**53)
     completion_tokens: int = Field(default=0, ge=0, le=2**53)
+    model_version: str | None = Field(
+        default=None, max_length=128, description="what answered: artifact sha256 or model name"
+    )
+    stage: RolloutStage | None = Field(default=None, description="the rollout stage, if any")
+    prompt_source: Literal["task", "client"] | None = Field(
+        default=None,
+        description="task: the gateway rendered the routed model's prompt; client: the "
+        "request's own system prompt was passed through unchanged",
+    )
+    ttft_ms: float | None = Field(default=None, ge=0, description="streamed: time to first token")
+    error: str | None = Field(
+        default=None, max_length=2048, description="why no answer came back (completion empty)"
+    )
 
 
 class FeedbackRecorded(Event):
     """A user's verdict on a logged request; outside apps may publish this directly."""
 
     subject: ClassVar[str] = "distillery.feedback.recorded.v1"
-    producers: ClassVar[Who] = INGEST
+    producers: ClassVar[Who] = INGEST | {"deployer"}
     consumers: ClassVar[Who] = frozenset({"feedback-collector"})
     cycle_id: UUID | None = None
     request_id: UUID
@@ -58,6 +71,7 @@ class FeedbackRecorded(Event):
     rating: int | None = Field(default=None, ge=-1, le=5, description="-1/+1 or 1..5")
     correction: str | None = Field(default=None, max_length=65536)
     comment: str | None = Field(default=None, max_length=4096)
+    escalate: bool = Field(default=False, description="the user asked for a person to look")
 
 
 class DriftDetected(Event):

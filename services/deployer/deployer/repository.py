@@ -1,0 +1,148 @@
+"""Every query the deployer makes on its tables.
+
+Deployment rows change inside the same transaction as the `rollout.changed` event that
+announces the change (the outbox), so the recorded stage and what was announced never differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import select, update
+
+from shared.db import Database, UnitOfWork
+from shared.events.base import ArtifactRef
+
+from .keys import ApiKey
+from .models import ApiKeyRow, DeploymentRow
+from .rollout import Rollout
+
+ACTIVE = ("shadow", "ab")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    deployment_id: UUID
+    cycle_id: UUID | None
+    task_name: str
+    task_spec: ArtifactRef
+    candidate: ArtifactRef
+    candidate_kind: str
+    rollout: Rollout
+    share: float
+    revision: int
+
+
+class StaleRevision(Exception):
+    """The rollout changed since it was read; read it again and decide again."""
+
+
+def _deployment(row: DeploymentRow) -> Deployment:
+    return Deployment(
+        deployment_id=UUID(row.deployment_id),
+        cycle_id=UUID(row.cycle_id) if row.cycle_id else None,
+        task_name=row.task_name,
+        task_spec=ArtifactRef.model_validate(row.task_spec),
+        candidate=ArtifactRef.model_validate(row.candidate),
+        candidate_kind=row.candidate_kind,
+        rollout=Rollout(row.stage, row.step, row.paused, row.reason),  # type: ignore[arg-type]
+        share=row.share,
+        revision=row.revision,
+    )
+
+
+def add_deployment(uow: UnitOfWork, values: dict[str, Any]) -> None:
+    now = datetime.now(UTC)
+    uow.session.add(DeploymentRow(**values, revision=1, created_at=now, updated_at=now))
+
+
+async def active_deployments(uow: UnitOfWork, task_name: str) -> list[Deployment]:
+    rows = await uow.session.scalars(
+        select(DeploymentRow).where(
+            DeploymentRow.task_name == task_name, DeploymentRow.stage.in_(ACTIVE)
+        )
+    )
+    return [_deployment(r) for r in rows]
+
+
+async def get_deployment(db: Database, deployment_id: UUID) -> Deployment | None:
+    async with db.uow() as uow:
+        row = await uow.session.scalar(
+            select(DeploymentRow).where(DeploymentRow.deployment_id == str(deployment_id))
+        )
+        return _deployment(row) if row is not None else None
+
+
+async def unfinished(db: Database) -> list[Deployment]:
+    """Rollouts to resume after a restart: every one still in shadow or A/B."""
+    async with db.uow() as uow:
+        rows = await uow.session.scalars(
+            select(DeploymentRow).where(DeploymentRow.stage.in_(ACTIVE)).order_by(DeploymentRow.id)
+        )
+        return [_deployment(r) for r in rows]
+
+
+async def save_rollout(
+    uow: UnitOfWork, deployment: Deployment, rollout: Rollout, share: float
+) -> None:
+    """Record the new state if nobody changed it since `deployment` was read."""
+    result = await uow.session.execute(
+        update(DeploymentRow)
+        .where(
+            DeploymentRow.deployment_id == str(deployment.deployment_id),
+            DeploymentRow.revision == deployment.revision,
+        )
+        .values(
+            stage=rollout.stage,
+            step=rollout.step,
+            paused=rollout.paused,
+            reason=rollout.reason[:8000],
+            share=share,
+            revision=deployment.revision + 1,
+            updated_at=datetime.now(UTC),
+        )
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise StaleRevision(str(deployment.deployment_id))
+
+
+# --- API keys ---
+
+
+async def add_key(db: Database, key: ApiKey) -> None:
+    async with db.uow() as uow:
+        uow.session.add(
+            ApiKeyRow(
+                key_id=key.key_id,
+                key_hash=key.key_hash,
+                tasks=sorted(key.tasks),
+                admin=key.admin,
+                requests_per_minute=key.requests_per_minute,
+                created_at=datetime.now(UTC),
+                revoked_at=None,
+            )
+        )
+        await uow.commit()
+
+
+async def revoke_key(db: Database, key_id: str) -> bool:
+    async with db.uow() as uow:
+        result = await uow.session.execute(
+            update(ApiKeyRow)
+            .where(ApiKeyRow.key_id == key_id, ApiKeyRow.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC))
+        )
+        await uow.commit()
+        return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+async def live_keys(db: Database) -> list[ApiKey]:
+    async with db.uow() as uow:
+        rows = await uow.session.scalars(select(ApiKeyRow).where(ApiKeyRow.revoked_at.is_(None)))
+        return [
+            ApiKey(r.key_id, r.key_hash, frozenset(r.tasks), r.admin, r.requests_per_minute)
+            for r in rows
+        ]

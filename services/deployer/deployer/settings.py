@@ -1,0 +1,43 @@
+"""Deployer settings (env prefix DEPLOYER_); built at start-up by main.create_app and by the
+gateway's factory, never at import."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+NAME = "deployer"
+
+
+class DeployerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEPLOYER_", extra="ignore")
+
+    # --- the gateway (data plane) ---
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(
+        default=1 << 20,
+        ge=1024,
+        description="a request body above this is refused with 413 before it is parsed",
+    )
+    upstream_timeout_s: float = Field(
+        default=60.0, gt=0, description="one upstream call, connect to last byte; then 504"
+    )
+    upstream_connect_timeout_s: float = Field(default=5.0, gt=0)
+    max_upstream_connections: int = Field(default=256, ge=1)
+    trace_buffer: int = Field(
+        default=10_000,
+        ge=1,
+        description="traffic.logged events waiting for the bus; beyond it they are dropped and "
+        "counted (distillery_gateway_traces_dropped_total), never waited for",
+    )
+    trace_publish_timeout_s: float = Field(default=2.0, gt=0)
+    requests_per_minute: int = Field(
+        default=600, ge=1, description="a key's default request budget (its own row may differ)"
+    )
+    burst: int | None = Field(
+        default=None, ge=1, description="requests a key may send at once; null: a second's worth"
+    )
+    key_refresh_s: float = Field(
+        default=1.0, gt=0, description="how often the gateway re-reads keys (revocations)"
+    )
