@@ -13,8 +13,9 @@ cases a name or title-cases a common word changes nothing.
 
 Two texts contradict each other when each states a fact the other lacks: a substitution, as
 between two fills of a template. A copy that only drops a fact (or adds one) does not: one
-side lacks nothing. A fact without digits that is one typo (Damerau-Levenshtein 1) away from a
-token of the other text is not missing either.
+side lacks nothing. A fact that is one typo (Damerau-Levenshtein 1) away from a
+token of the other text with the same digits is not missing either: a slip may hit the letters
+of "INC920692" or "19th", but a number that changes is another number.
 """
 
 from __future__ import annotations
@@ -59,12 +60,17 @@ def _one_edit(a: str, b: str) -> bool:
     return i + 1 < len(a) and a[i] == b[i + 1] and a[i + 1] == b[i] and a[i + 2 :] == b[i + 2 :]
 
 
+def _digits(word: str) -> str:
+    return "".join(c for c in word if c.isdigit())
+
+
 def _missing(mine: Iterable[str], theirs: set[str]) -> bool:
     for fact in mine:
         if fact in theirs:
             continue
-        near = (t for t in theirs if abs(len(t) - len(fact)) <= 1)
-        if not (fact.isalpha() and any(_one_edit(fact, t) for t in near)):
+        digits = _digits(fact)
+        near = (t for t in theirs if abs(len(t) - len(fact)) <= 1 and _digits(t) == digits)
+        if not any(_one_edit(fact, t) for t in near):
             return True
     return False
 
