@@ -199,4 +199,6 @@ def test_only_a_substitution_of_facts_is_a_contradiction():
 
     assert both(a, b) and not both(a, c) and not both(c, b)
     assert not both("Order for Dana", "Order for Dnaa")  # one typo in a name
+    assert not both("Ticket INC920692 for Dana", "Ticket NC920692 for Dana")  # in a code's letters
+    assert both("Ticket INC920692 for Dana", "Ticket INC920629 for Dana")  # another number
     assert both("Order for Dana", "Order for Anne")
