@@ -54,6 +54,12 @@ class RoutingTable:
     def replace(self, routes: dict[str, Route]) -> None:
         self._routes = dict(routes)
 
+    def set(self, task: str, route: Route) -> None:
+        self._routes = {**self._routes, task: route}
+
+    def remove(self, task: str) -> None:
+        self._routes = {k: v for k, v in self._routes.items() if k != task}
+
 
 @dataclass
 class GatewayDeps:
