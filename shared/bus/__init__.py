@@ -3,7 +3,7 @@
 from .batch import BatchHandler, process_batch
 from .broker import JetStreamPublisher, ensure_stream, make_broker, stream_config
 from .consumer import Delivery, durable_name, process
-from .errors import GaveUp, PermanentError, TransientError
+from .errors import GaveUp, PermanentError, TransientError, UnknownCycleError
 from .heartbeat import heartbeat
 from .subscribe import subscribe, subscribe_batch
 
@@ -14,6 +14,7 @@ __all__ = [
     "JetStreamPublisher",
     "PermanentError",
     "TransientError",
+    "UnknownCycleError",
     "durable_name",
     "ensure_stream",
     "heartbeat",

@@ -18,6 +18,9 @@ The template owns everything else, so no service writes it again:
    transaction with the claim, the service's own failed row (`on_give_up`), a `DeadLettered`
    record and, for a stage that `ends_cycle`, `CycleFailed` naming the stage and the reason.
    No cycle is left running after its stage gave up.
+5. refusing. An `UnknownCycleError` (the event names a cycle this platform never started)
+   commits the claim and the dead letter only: no failed row and no `cycle.failed`, since
+   there is no cycle of ours to end and a made-up id must not touch a real one.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from faststream.nats import NatsRouter
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from shared.bus import Delivery, GaveUp, PermanentError, subscribe
+from shared.bus import Delivery, GaveUp, PermanentError, UnknownCycleError, subscribe
 from shared.bus.consumer import dead_letter_record
 from shared.db import Database, InboxRow, UnitOfWork
 from shared.events import Event
@@ -143,6 +146,8 @@ def handler_for(
                     async with slots:
                         job = await stage.prepare(event, run)
                         result = await stage.work(job, run)
+        except UnknownCycleError as exc:
+            await give_up(stage, event, run, db, "permanent", _reason(exc), refused=True)
         except PermanentError as exc:
             await give_up(stage, event, run, db, "permanent", _reason(exc))
         except Exception as exc:
@@ -173,12 +178,22 @@ async def _commit(
 
 
 async def give_up(
-    stage: Stage[E, Any, Any], event: E, run: StageRun, db: Database, kind: str, reason: str
+    stage: Stage[E, Any, Any],
+    event: E,
+    run: StageRun,
+    db: Database,
+    kind: str,
+    reason: str,
+    *,
+    refused: bool = False,
 ) -> None:
-    """Commit the claim, the failed row, the dead letter and cycle.failed; then terminate."""
+    """Commit the claim, the failed row, the dead letter and cycle.failed; then terminate.
+
+    `refused` (an event about a cycle that is not ours): the claim and the dead letter only.
+    """
     async with db.uow() as uow:
         if await uow.claim(run.consumer, event):
-            if stage.on_give_up is not None:
+            if not refused and stage.on_give_up is not None:
                 await stage.on_give_up(uow, event, reason)
             letter = dead_letter_record(
                 run.delivery.message,
@@ -189,7 +204,7 @@ async def give_up(
                 event=event,
             )
             await uow.publish(letter)
-            if stage.ends_cycle and event.cycle_id is not None:
+            if not refused and stage.ends_cycle and event.cycle_id is not None:
                 await uow.publish(cycle_failed(event, run.service, stage.name, reason))
             await uow.commit()
     log.error("stage gave up", stage=stage.name, kind=kind, reason=reason[:500])

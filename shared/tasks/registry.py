@@ -84,13 +84,24 @@ async def apply_spec(
         }
     )
     spec_ref = await store.put_bytes(canonical_json(resolved), media_type=SPEC_MEDIA_TYPE)
+    version, created = await register(db, resolved.name, spec_ref, producer)
+    return AppliedTask(resolved.name, version, spec_ref, created, resolved, files.golden_rows)
+
+
+async def register(
+    db: Database, name: str, spec_ref: ArtifactRef, producer: str = DEFAULT_PRODUCER
+) -> tuple[int, bool]:
+    """Register an uploaded spec as the next version of `name` (its row and `task.registered`
+    in one transaction); an unchanged spec returns the latest version, created=False.
+
+    The row is the registry: services resolve specs from it, never from the bus.
+    """
     for _ in range(_VERSION_RACE_RETRIES):
         try:
-            version, created = await _register(db, resolved.name, spec_ref, producer)
+            return await _register(db, name, spec_ref, producer)
         except IntegrityError:
             continue  # another apply took this version number first; look again
-        return AppliedTask(resolved.name, version, spec_ref, created, resolved, files.golden_rows)
-    raise RuntimeError(f"{resolved.name}: could not claim a version number; too many applies")
+    raise RuntimeError(f"{name}: could not claim a version number; too many applies")
 
 
 async def _put(
@@ -136,19 +147,24 @@ async def _register(
 
 
 async def _latest(
-    session: AsyncSession, name: str, version: int | None = None
+    session: AsyncSession, name: str, version: int | None = None, sha256: str | None = None
 ) -> TaskSpecRow | None:
     stmt = select(TaskSpecRow).where(TaskSpecRow.name == name)
     if version is not None:
         stmt = stmt.where(TaskSpecRow.version == version)
+    if sha256 is not None:
+        stmt = stmt.where(TaskSpecRow.sha256 == sha256)
     stmt = stmt.order_by(TaskSpecRow.version.desc()).limit(1)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def latest_spec(db: Database, name: str, version: int | None = None) -> TaskSpecRow | None:
-    """The latest version of task `name`, or that exact version; None when there is none."""
+async def latest_spec(
+    db: Database, name: str, version: int | None = None, sha256: str | None = None
+) -> TaskSpecRow | None:
+    """The latest version of task `name`, or that exact version, or the latest with that spec
+    sha256; None when there is none."""
     async with db.uow() as uow:
-        return _detached(uow.session, await _latest(uow.session, name, version))
+        return _detached(uow.session, await _latest(uow.session, name, version, sha256))
 
 
 def _detached(session: AsyncSession, row: Row | None) -> Row | None:

@@ -19,6 +19,7 @@ from shared.db import Database, OutboxRow
 from shared.events.catalog import CycleFailed, CycleRequested, DeadLettered, SynthCompleted
 from shared.runtime.natsd import NatsServer, free_port
 from shared.tasks import parse_spec
+from shared.tasks.registry import register
 from synth_data.repository import get_run
 from tests.fixtures.processes import serve, stop
 from tests.fixtures.streams import stream_messages
@@ -68,6 +69,7 @@ async def test_a_teacher_down_past_its_retries_ends_the_cycle(
     down = f"http://127.0.0.1:{free_port()}/v1"
     spec = parse_spec(toy_spec(down, synthesis={"examples": 2}))
     ref = store.put_bytes(spec.model_dump_json().encode(), media_type="application/json")
+    await register(db, spec.name, ref, PRODUCER)  # as `distillery task apply` does
     request = CycleRequested(
         cycle_id=uuid.uuid4(),
         task_name=spec.name,

@@ -16,9 +16,10 @@ import pytest
 from shared.artifacts import LocalArtifactStore
 from shared.bus import JetStreamPublisher, make_broker
 from shared.db import Database
-from shared.events.catalog import CycleRequested, SynthCompleted, TaskRegistered
+from shared.events.catalog import CycleRequested, SynthCompleted
 from shared.relay import OutboxRelay
 from shared.tasks import parse_spec
+from shared.tasks.registry import register
 from synth_data.repository import get_run
 from tests.fixtures.processes import serve, stop
 from tests.fixtures.streams import stream_messages
@@ -64,14 +65,13 @@ async def test_the_service_process_answers_a_cycle(nats_server, db: Database, tm
     with running() as teacher:
         spec = parse_spec(toy_spec(teacher.url, synthesis={"examples": 8}))
         ref = store.put_bytes(spec.model_dump_json().encode(), media_type="application/json")
-        task = TaskRegistered(
-            cycle_id=None, producer=PRODUCER, task_name=spec.name, task_version=1, spec=ref
-        )
-        # No spec in the request: the service must find it through task.registered.
+        # Applied (the registry row and task.registered, in one transaction); no spec in the
+        # request: the service must find the latest version in the registry.
+        await register(db, spec.name, ref, PRODUCER)
         request = CycleRequested(cycle_id=uuid.uuid4(), task_name=spec.name, producer=PRODUCER)
         proc = serve_synth(nats_server.url, db.url, artifacts, log)
         try:
-            await publish(db, nats_server.url, task, request)
+            await publish(db, nats_server.url, request)
             deadline = time.monotonic() + 90
             while not (answers := await completed(nats_server.url, request.cycle_id)):
                 assert proc.poll() is None, log.read_text()[-3000:]

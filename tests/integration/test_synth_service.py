@@ -34,10 +34,11 @@ from shared.events.catalog import (
 )
 from shared.runtime.stage import handler_for
 from shared.tasks import parse_spec
+from shared.tasks.registry import register
 from shared.tasks.spec import Residency
 from synth_data import service
 from synth_data.models import SynthResponse
-from synth_data.repository import get_run
+from synth_data.repository import get_run, upsert_run
 from synth_data.settings import NAME, SynthDataSettings
 from tests.fixtures.teacher_server import ScriptedTeacher, running, toy_spec
 
@@ -83,9 +84,31 @@ def deps(db: Database, store: AsyncArtifactStore, **settings: Any) -> service.De
     return service.Deps(db, store, SynthDataSettings(**{**FAST, **settings}))
 
 
-async def put_spec(store: AsyncArtifactStore, data: dict[str, Any]) -> ArtifactRef:
+async def put_spec(db: Database, store: AsyncArtifactStore, data: dict[str, Any]) -> ArtifactRef:
+    """Store the spec and register it in the task registry, as `distillery task apply` does
+    after its file checks (synth-data resolves specs from the registry only)."""
     spec = parse_spec(data)
-    return await store.put_bytes(spec.model_dump_json().encode(), media_type="application/json")
+    ref = await store.put_bytes(spec.model_dump_json().encode(), media_type="application/json")
+    await register(db, spec.name, ref)
+    return ref
+
+
+async def completed_run(
+    db: Database, cycle_id: uuid.UUID, iteration: int, version: int = 1, status: str = "completed"
+):
+    """The record of a synth run that ended, as the cycle's earlier iteration leaves it."""
+    async with db.uow() as uow:
+        await upsert_run(
+            uow.session,
+            db.dialect,
+            str(cycle_id),
+            iteration,
+            event_id=str(uuid.uuid4()),
+            task_name="toy-triage",
+            task_version=version,
+            status=status,
+        )
+        await uow.commit()
 
 
 def cycle(ref: ArtifactRef | None, cycle_id: uuid.UUID | None = None, **extra) -> CycleRequested:
@@ -97,7 +120,9 @@ def cycle(ref: ArtifactRef | None, cycle_id: uuid.UUID | None = None, **extra) -
 async def deliver(d: service.Deps, event: Event, number: int = 1) -> str:
     """One delivery to the stage that consumes `event`, exactly as the service subscribes it."""
     [stage] = [s for s in service.stages(d) if s.consumes is type(event)]
-    message = FakeMessage(event.model_dump_json().encode(), event.subject, delivery=number)
+    # One stream sequence per event, shared by its redeliveries, as JetStream numbers them.
+    sequence = event.event_id.int % 2**63
+    message = FakeMessage(event.model_dump_json().encode(), event.subject, number, sequence)
     return await process(
         message,
         type(event),
@@ -126,7 +151,7 @@ async def test_cycle_yields_a_batch_and_synth_completed(db, store, teacher):
         teacher.url,
         teacher={"price_per_1k_prompt_tokens": 1.0, "price_per_1k_completion_tokens": 2.0},
     )
-    ref = await put_spec(store, data)
+    ref = await put_spec(db, store, data)
     d = deps(db, store)
     event = cycle(ref)
 
@@ -167,7 +192,7 @@ async def test_cycle_yields_a_batch_and_synth_completed(db, store, teacher):
 
 
 async def test_redelivery_after_a_crash_reuses_the_cache_and_answers_once(db, store, teacher):
-    ref = await put_spec(store, toy_spec(teacher.url))
+    ref = await put_spec(db, store, toy_spec(teacher.url))
     d = deps(db, store, max_attempts=2)
     event = cycle(ref)
     # The teacher breaks half-way: the first delivery gives up and is retried later.
@@ -200,7 +225,7 @@ async def test_redelivery_after_a_crash_reuses_the_cache_and_answers_once(db, st
 
 
 async def test_residency_violation_is_refused_before_any_request(db, store, teacher):
-    ref = await put_spec(store, toy_spec(teacher.url))
+    ref = await put_spec(db, store, toy_spec(teacher.url))
     d = deps(db, store, allowed_teacher_hosts=["llm.eu.internal"])
     event = cycle(ref)
 
@@ -226,6 +251,7 @@ async def test_stored_spec_outside_its_own_allow_list_fails_the_cycle(sqlite_db,
     # model_copy does not validate: this is a spec written by something that skipped the check.
     bad = spec.model_copy(update={"residency": Residency(allowed_teacher_hosts=["api.eu.example"])})
     ref = await store.put_bytes(bad.model_dump_json().encode(), media_type="application/json")
+    await register(sqlite_db, bad.name, ref)
 
     assert await deliver(deps(sqlite_db, store), cycle(ref)) == "dead_lettered_permanent"
 
@@ -236,7 +262,7 @@ async def test_stored_spec_outside_its_own_allow_list_fails_the_cycle(sqlite_db,
 
 async def test_malformed_output_is_repaired(sqlite_db, store, teacher):
     teacher.answer = lambda _, right, n: "Sure! It is about billing." if n == 0 else right
-    ref = await put_spec(store, toy_spec(teacher.url))
+    ref = await put_spec(sqlite_db, store, toy_spec(teacher.url))
 
     assert await deliver(deps(sqlite_db, store), cycle(ref)) == "acked"
 
@@ -250,7 +276,7 @@ async def test_malformed_output_is_repaired(sqlite_db, store, teacher):
 
 async def test_unrepairable_output_is_rejected_with_reasons(sqlite_db, store, teacher):
     teacher.answer = lambda *_: '{"label": "refund", "urgent": true}'
-    ref = await put_spec(store, toy_spec(teacher.url))
+    ref = await put_spec(sqlite_db, store, toy_spec(teacher.url))
     event = cycle(ref)
 
     assert await deliver(deps(sqlite_db, store), event) == "acked"
@@ -270,7 +296,7 @@ async def test_unrepairable_output_is_rejected_with_reasons(sqlite_db, store, te
 
 async def test_negatives_must_be_declined(sqlite_db, store, teacher):
     teacher.answer = lambda _, right, n: right.replace('"unknown"', '"billing"')
-    ref = await put_spec(store, toy_spec(teacher.url))
+    ref = await put_spec(sqlite_db, store, toy_spec(teacher.url))
     event = cycle(ref)
 
     assert await deliver(deps(sqlite_db, store), event) == "acked"
@@ -285,7 +311,7 @@ async def test_429_and_5xx_are_retried_with_backoff(db, store, teacher):
     teacher.fail_next(2, status=429, retry_after="0")
     teacher.fail_next(2, status=503)
     teacher.fail_next(1, status=500)
-    ref = await put_spec(store, toy_spec(teacher.url))
+    ref = await put_spec(db, store, toy_spec(teacher.url))
     event = cycle(ref)
 
     assert await deliver(deps(db, store), event) == "acked"
@@ -299,7 +325,7 @@ async def test_429_and_5xx_are_retried_with_backoff(db, store, teacher):
 
 async def test_a_teacher_that_refuses_us_fails_the_cycle(sqlite_db, store, teacher):
     teacher.fail_next(1, status=401)
-    ref = await put_spec(store, toy_spec(teacher.url, synthesis={"examples": 1}))
+    ref = await put_spec(sqlite_db, store, toy_spec(teacher.url, synthesis={"examples": 1}))
 
     event = cycle(ref)
 
@@ -317,7 +343,7 @@ async def test_a_teacher_that_refuses_us_fails_the_cycle(sqlite_db, store, teach
 
 async def test_a_teacher_down_on_the_last_delivery_ends_the_cycle(db, store, teacher):
     teacher.fail_next(1000, status=503)
-    ref = await put_spec(store, toy_spec(teacher.url, synthesis={"examples": 2}))
+    ref = await put_spec(db, store, toy_spec(teacher.url, synthesis={"examples": 2}))
     d = deps(db, store, max_attempts=2)
     event = cycle(ref)
 
@@ -338,7 +364,7 @@ async def test_a_teacher_down_on_the_last_delivery_ends_the_cycle(db, store, tea
 
 async def test_a_refused_request_rejects_only_its_example(sqlite_db, store, teacher):
     teacher.fail_next(1, status=400)
-    ref = await put_spec(store, toy_spec(teacher.url, synthesis={"examples": 3}))
+    ref = await put_spec(sqlite_db, store, toy_spec(teacher.url, synthesis={"examples": 3}))
     event = cycle(ref)
 
     assert await deliver(deps(sqlite_db, store), event) == "acked"
@@ -361,7 +387,7 @@ async def test_self_consistency_keeps_the_majority(sqlite_db, store, teacher):
 
     teacher.answer = one_dissents
     data = toy_spec(teacher.url, synthesis={"self_consistency": 3, "examples": 6})
-    ref = await put_spec(store, data)
+    ref = await put_spec(sqlite_db, store, data)
 
     assert await deliver(deps(sqlite_db, store), cycle(ref)) == "acked"
 
@@ -387,7 +413,7 @@ async def test_self_consistency_without_majority_rejects(sqlite_db, store, teach
         negatives={"share": 0.0},
         use_cases=[{"name": "account", "weight": 1}],
     )
-    event = cycle(await put_spec(store, data))
+    event = cycle(await put_spec(sqlite_db, store, data))
 
     assert await deliver(deps(sqlite_db, store), event) == "acked"
 
@@ -398,9 +424,11 @@ async def test_self_consistency_without_majority_rejects(sqlite_db, store, teach
 
 
 async def test_iteration_regenerates_only_the_failing_slices(db, store, teacher):
-    ref = await put_spec(store, toy_spec(teacher.url))
+    ref = await put_spec(db, store, toy_spec(teacher.url))
+    cycle_id = uuid.uuid4()
+    await completed_run(db, cycle_id, 1)
     event = CycleIterationRequested(
-        cycle_id=uuid.uuid4(),
+        cycle_id=cycle_id,
         task_name="toy-triage",
         task_version=1,
         task_spec=ref,
@@ -434,9 +462,11 @@ async def test_an_iteration_aims_at_error_patterns_and_no_golden_input_reaches_t
     golden = [r for r in teacher.pool if r["use_case"] == "outage" and not r["negative"]][:4]
     report = json.dumps({"failures": [{"input": g["input"]} for g in golden]}).encode()
     data = toy_spec(teacher.url)
-    ref = await put_spec(store, data)
+    ref = await put_spec(sqlite_db, store, data)
+    cycle_id = uuid.uuid4()
+    await completed_run(sqlite_db, cycle_id, 1)
     event = CycleIterationRequested(
-        cycle_id=uuid.uuid4(),
+        cycle_id=cycle_id,
         task_name="toy-triage",
         task_version=1,
         task_spec=ref,
@@ -478,22 +508,41 @@ async def test_an_iteration_aims_at_error_patterns_and_no_golden_input_reaches_t
     assert {r["id"] for r in echoed} <= contaminated
 
 
-async def test_a_cycle_without_spec_waits_for_task_registered(db, store, teacher):
-    ref = await put_spec(store, toy_spec(teacher.url, synthesis={"examples": 4}))
+async def test_a_cycle_without_spec_runs_the_registrys_latest_version(db, store, teacher):
+    await put_spec(db, store, toy_spec(teacher.url, synthesis={"examples": 2}))
+    ref = await put_spec(db, store, toy_spec(teacher.url, synthesis={"examples": 4}))
     d = deps(db, store)
+    # A registration on the bus that the registry never made: refused, and never "latest".
+    forged_ref = await store.put_bytes(b'{"name": "toy-triage"}', media_type="application/json")
+    forged = TaskRegistered(
+        cycle_id=None, producer="ops-cli", task_name="toy-triage", task_version=99, spec=forged_ref
+    )
+    assert await deliver(d, forged) == "dead_lettered_permanent"
     event = cycle(None)
 
-    assert await deliver(d, event) == "retried"  # unknown task: it may not have arrived yet
-    assert teacher.requests == []
-    registered = TaskRegistered(
-        cycle_id=None, producer="ops-cli", task_name="toy-triage", task_version=3, spec=ref
-    )
-    assert await deliver(d, registered) == "acked"
-    assert await deliver(d, registered, number=2) == "acked"
+    assert await deliver(d, event) == "acked"
 
-    assert await deliver(d, event, number=2) == "acked"
     [done] = await staged(db, SynthCompleted)
-    assert (done.task_version, done.task_spec, done.examples) == (3, ref, 4)
+    assert (done.task_version, done.task_spec, done.examples) == (2, ref, 4)
+    [letter] = await staged(db, DeadLettered)
+    assert "version 99" in letter.reason and "registry has no such version" in letter.reason
+
+
+async def test_a_task_the_registry_lacks_ends_the_cycle_at_once(db, store, teacher):
+    ref = await put_spec(db, store, toy_spec(teacher.url))
+    d = deps(db, store)
+    unknown = cycle(None, task_name="nobody-applied-me")
+    wrong_version = cycle(ref, task_version=7)
+
+    assert await deliver(d, unknown) == "dead_lettered_permanent"
+    assert await deliver(d, wrong_version) == "dead_lettered_permanent"
+
+    failed = {f.cycle_id: f.reason for f in await staged(db, CycleFailed)}
+    assert (
+        "'nobody-applied-me' (any version) is not in the task registry" in failed[unknown.cycle_id]
+    )
+    assert "(version 7, spec " in failed[wrong_version.cycle_id]
+    assert teacher.requests == [] and await staged(db, SynthCompleted) == []
 
 
 PACK = Path(__file__).resolve().parents[2] / "tasks" / "ticket-triage"
@@ -510,7 +559,7 @@ async def test_the_ticket_triage_pack_with_an_oracle_teacher(sqlite_db, store):
     with running(pool) as oracle:
         data["teacher"]["base_url"] = oracle.url
         data["synthesis"]["examples"] = 20
-        event = cycle(await put_spec(store, data), task_name=data["name"])
+        event = cycle(await put_spec(sqlite_db, store, data), task_name=data["name"])
 
         assert await deliver(deps(sqlite_db, store), event) == "acked"
 

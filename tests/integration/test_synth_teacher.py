@@ -162,7 +162,7 @@ async def test_residency_is_checked_by_the_client_itself(sqlite_db, teacher):
 async def test_the_platform_list_reaches_the_stage_and_refuses_before_any_request(
     sqlite_db, store, teacher
 ):
-    ref = await put_spec(store, toy_spec(teacher.url))  # the spec allows 127.0.0.1
+    ref = await put_spec(sqlite_db, store, toy_spec(teacher.url))  # the spec allows 127.0.0.1
     d = deps(sqlite_db, store)
     d.operator_hosts = ["llm.eu.internal"]  # as handlers pass ctx.settings.allowed_teacher_hosts
 
@@ -213,7 +213,7 @@ async def test_tiny_model_garbage_is_rejected_with_reasons_costed_and_cached(
     sqlite_db, store, served
 ):
     data = tiny_spec(served, synthesis={"examples": 2, "max_repairs": 1})
-    ref = await put_spec(store, data)
+    ref = await put_spec(sqlite_db, store, data)
     d = deps(sqlite_db, store, **TINY.model_dump())
     event = cycle(ref)
 

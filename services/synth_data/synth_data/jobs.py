@@ -1,8 +1,21 @@
 """What a cycle event asks synth-data to do: which spec, version, iteration and slices, and
 which of the student's confusions (an iteration's `error_patterns`) the batch aims at.
 
-A spec that cannot be read or does not fit the event is permanent (the stage gives up and the
-cycle ends); a task not registered yet is transient, since task.registered may be on its way.
+Two checks make a cycle event from anyone but the platform's own flow harmless:
+
+- The spec comes from the task registry (`task_specs`, written by `distillery task apply` in
+  the transaction that stages task.registered), never from the bus: "latest" is the latest
+  applied version, and a pinned version or spec must be one the registry holds. A task or
+  version it lacks is permanent: the registry row commits before any cycle could name it.
+- synth-data is where every cycle starts (cycle.requested), so its run rows are the record of
+  which cycles exist. An iteration is accepted only right after a completed synth run of the
+  same cycle, task and version; anything else names a cycle (or a step of one) the platform
+  never started and is refused without touching any cycle (`UnknownCycleError`). The stages
+  downstream need no such record: NATS authorization lets only synth-data publish
+  synth.completed, only curation dataset.published, and so on (shared/bus/auth.py).
+
+A spec that cannot be read or does not fit the event is permanent too (the stage gives up and
+the cycle ends).
 """
 
 from __future__ import annotations
@@ -10,12 +23,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.artifacts import ArtifactError, AsyncArtifactStore
-from shared.bus import PermanentError, TransientError
+from shared.bus import PermanentError, UnknownCycleError
 from shared.db import Database
 from shared.events.base import ArtifactRef
 from shared.events.catalog import CycleIterationRequested, CycleRequested
 from shared.logs import get_logger
 from shared.tasks import TaskSpec, TaskSpecError, spec_from_json
+from shared.tasks.registry import latest_spec
+from shared.tasks.tables import TaskSpecRow
 
 from . import domain, repository
 
@@ -39,17 +54,10 @@ class Job:
 
 async def resolve_job(db: Database, artifacts: AsyncArtifactStore, event: CycleEvent) -> Job:
     """The spec, version, iteration and slices a cycle event asks for."""
-    ref, version = event.task_spec, event.task_version
-    if ref is None or version is None:
-        sha = ref.sha256 if ref is not None else None
-        row = await repository.find_task(db, event.task_name, version, sha)
-        if row is None:
-            wanted = (
-                f"version {version}" if version else (f"spec {sha[:12]}" if sha else "any version")
-            )
-            # task.registered may still be on its way; redelivery (finite) gives it time.
-            raise TransientError(f"task {event.task_name!r} ({wanted}) is not registered here yet")
-        ref, version = ref or row.ref(), row.version
+    if isinstance(event, CycleIterationRequested):
+        await check_iteration(db, event)
+    row = await registered_spec(db, event)
+    ref, version = row.ref(), row.version
     try:
         spec = spec_from_json(await artifacts.get_bytes(ref), source=ref.uri)
     except (ArtifactError, TaskSpecError) as exc:
@@ -68,3 +76,43 @@ async def resolve_job(db: Database, artifacts: AsyncArtifactStore, event: CycleE
         log.info("aiming at the student's confusions", aims=aims, patterns=len(confusions))
     iteration = event.iteration if isinstance(event, CycleIterationRequested) else 1
     return Job(event, spec, ref, version, iteration, scope)
+
+
+async def registered_spec(db: Database, event: CycleEvent) -> TaskSpecRow:
+    """The registry's row for the spec `event` names: pinned by version and/or sha256, else the
+    latest applied version of the task."""
+    pinned = event.task_spec
+    sha = pinned.sha256 if pinned is not None else None
+    row = await latest_spec(db, event.task_name, event.task_version, sha)
+    if row is None:
+        wanted = [f"version {event.task_version}"] if event.task_version else []
+        wanted += [f"spec {sha[:12]}"] if sha else []
+        raise PermanentError(
+            f"task {event.task_name!r} ({', '.join(wanted) or 'any version'}) is not in the "
+            "task registry; apply its spec with `distillery task apply`"
+        )
+    return row
+
+
+async def check_iteration(db: Database, event: CycleIterationRequested) -> None:
+    """Refuse an iteration that does not follow a completed synth run of its own cycle."""
+    cycle, n = str(event.cycle_id), event.iteration
+    previous = await repository.get_run(db, cycle, n - 1)
+    where = f"iteration {n} of cycle {cycle}"
+    if previous is None:
+        raise UnknownCycleError(
+            f"{where}: this platform never ran iteration {n - 1} of that cycle; refused"
+        )
+    if previous.status != "completed":
+        raise UnknownCycleError(
+            f"{where}: iteration {n - 1} ended {previous.status!r}, so no iteration follows it"
+        )
+    ran = (previous.task_name, previous.task_version)
+    if ran != (event.task_name, event.task_version):
+        raise UnknownCycleError(
+            f"{where}: the cycle runs task {ran[0]!r} version {ran[1]}, not "
+            f"{event.task_name!r} version {event.task_version}"
+        )
+    current = await repository.get_run(db, cycle, n)
+    if current is not None and current.event_id != str(event.event_id):
+        raise UnknownCycleError(f"{where} was already started by event {current.event_id}")

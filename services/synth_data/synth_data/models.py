@@ -1,7 +1,8 @@
 """Tables the synth_data service owns (prefixed with its name).
 
-- synth_data_tasks: the tasks this service has heard of (task.registered), so a
-  cycle.requested that names only a task can be served.
+- synth_data_tasks: the task.registered events this service accepted (registrations.py). It
+  is a record, not where specs are looked up: cycles resolve specs from the task registry
+  (shared/tasks/tables.py `task_specs`), never from what the bus said.
 - synth_data_responses: every teacher answer, keyed by the hash of its request. It is the
   response cache (a rerun costs nothing) and the token ledger (each row remembers the cycle
   that paid for it).

@@ -75,21 +75,11 @@ async def register_task(
     await session.execute(stmt)
 
 
-async def find_task(
-    db: Database, name: str, version: int | None = None, sha256: str | None = None
-) -> SynthTask | None:
-    """The latest registered version of `name`, or the one with that version or spec sha."""
-    stmt = select(SynthTask).where(SynthTask.name == name)
-    if version is not None:
-        stmt = stmt.where(SynthTask.version == version)
-    if sha256 is not None:
-        stmt = stmt.where(SynthTask.sha256 == sha256)
-    stmt = stmt.order_by(SynthTask.version.desc()).limit(1)
+async def known_versions(db: Database, name: str) -> dict[int, str]:
+    """version -> spec sha256 of every registration of `name` this service accepted."""
+    stmt = select(SynthTask.version, SynthTask.sha256).where(SynthTask.name == name)
     async with db.uow() as uow:
-        row = (await uow.session.execute(stmt)).scalar_one_or_none()
-        if row is not None:
-            uow.session.expunge(row)  # keep its values past the rollback on exit
-        return row
+        return {v: sha for v, sha in (await uow.session.execute(stmt)).all()}
 
 
 async def upsert_run(

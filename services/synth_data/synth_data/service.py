@@ -1,6 +1,7 @@
 """synth-data's stages, top to bottom: remember tasks; turn a cycle into a batch.
 
-- task.registered: remember the spec ref, so a cycle.requested naming only a task can be served.
+- task.registered: check it against the task registry (versions immutable and monotonic) and
+  remember it; cycles resolve specs from the registry itself (jobs.py), never from the bus.
 - cycle.requested / cycle.iteration.requested (stage "synth"): prepare resolves the job and
   checks residency; work plans the batch, asks the teacher and stores the batch artifacts;
   record writes the run row and answers synth.completed, or cycle.failed when too few examples
@@ -36,7 +37,7 @@ from shared.events.catalog import (
 from shared.logs import get_logger
 from shared.runtime.stage import Stage, StageRun
 
-from . import domain, repository
+from . import domain, registrations, repository
 from .jobs import CycleEvent, Job, resolve_job
 from .settings import NAME, SynthDataSettings
 from .synthesis import Batch, Synthesiser, Tally
@@ -77,8 +78,15 @@ def stages(deps: Deps) -> list[Stage]:
         "on_give_up": partial(record_failure, deps),
     }
     return [
-        # Outside any cycle: a registration that cannot be written only dead-letters.
-        Stage("synth", TaskRegistered, as_is, as_is, partial(record_task, deps), ends_cycle=False),
+        # Outside any cycle: a refused or unwritable registration only dead-letters.
+        Stage(
+            "synth",
+            TaskRegistered,
+            partial(registrations.check, deps.db),
+            as_is,
+            partial(record_task, deps),
+            ends_cycle=False,
+        ),
         Stage("synth", CycleRequested, **synth),
         Stage("synth", CycleIterationRequested, **synth),
     ]
@@ -88,7 +96,6 @@ def stages(deps: Deps) -> list[Stage]:
 
 
 async def as_is(event: TaskRegistered, run: StageRun) -> TaskRegistered:
-    # The spec is read when a cycle needs it; registering it checks and computes nothing.
     return event
 
 
