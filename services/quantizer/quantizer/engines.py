@@ -77,8 +77,11 @@ class LlamaCppEngine:
         import numpy as np
         import torch
 
-        # A copy: masking the array llama-cpp-python hands over would silently do nothing.
-        return torch.from_numpy(np.array(self.llm.scores[self.llm.n_tokens - 1], dtype=np.float32))
+        # Read from the context: llama-cpp-python 0.3.36 fills `Llama.scores` only with
+        # logits_all=True, which would project every prompt token onto the vocabulary. A copy:
+        # masking the buffer llama.cpp hands over would be overwritten or do nothing.
+        raw = np.ctypeslib.as_array(self.llm._ctx.get_logits_ith(-1), shape=(self.vocab_size,))
+        return torch.from_numpy(np.array(raw, dtype=np.float32))
 
     def prefill(self, ids: Sequence[int]) -> Any:
         self.llm.reset()
