@@ -41,6 +41,7 @@ EXPECTED_SUBJECTS = {
     "distillery.training.completed.v1",
     "distillery.evaluation.completed.v1",
     "distillery.quantization.completed.v1",
+    "distillery.variant.selected.v1",
     "distillery.rollout.changed.v1",
     "distillery.traffic.logged.v1",
     "distillery.feedback.recorded.v1",
