@@ -20,6 +20,9 @@ from uuid import UUID
 from shared.tasks.spec import TaskSpec
 
 Kind = Literal["student", "teacher"]
+# How the server speaks structured output: the OpenAI `json_schema` response_format (vLLM,
+# OpenAI, transformers serve), or llama-cpp-python's `json_object` + `schema`.
+Engine = Literal["openai", "vllm", "llama.cpp"]
 Stage = Literal["shadow", "ab", "full", "rolled_back"]
 
 
@@ -33,6 +36,7 @@ class Backend:
     version: str  # what is served: the artifact's sha256, or the teacher's model name
     deployment_id: UUID | None = None
     api_key_env: str | None = None  # the variable holding the upstream's key (the teacher's)
+    engine: Engine = "openai"
 
 
 @dataclass(frozen=True)

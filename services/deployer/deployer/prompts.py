@@ -30,6 +30,14 @@ class Rendered:
     source: Source
 
 
+def schema_format(schema: dict[str, Any], backend: Backend) -> dict[str, Any]:
+    """The task's schema as `response_format` in the dialect `backend` understands."""
+    openai_form = response_format(schema)
+    if backend.engine == "llama.cpp":  # its server accepts only "text" and "json_object"
+        return {"type": "json_object", "schema": openai_form["json_schema"]["schema"]}
+    return openai_form
+
+
 def render(body: dict[str, Any], spec: TaskSpec, backend: Backend) -> Rendered:
     """The upstream chat request for `backend`; `body` is the client's, already validated."""
     messages = list(body["messages"])
@@ -41,7 +49,7 @@ def render(body: dict[str, Any], spec: TaskSpec, backend: Backend) -> Rendered:
     else:
         system = spec.student_prompt
         if spec.output_schema is not None and "response_format" not in body:
-            upstream["response_format"] = response_format(spec.output_schema)
+            upstream["response_format"] = schema_format(spec.output_schema, backend)
         upstream.setdefault("temperature", 0.0)
     upstream["messages"] = [{"role": "system", "content": system}, *messages]
     return Rendered(upstream, "task")

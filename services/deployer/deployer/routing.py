@@ -43,6 +43,7 @@ class BackendEntry(BaseModel):
     version: str = Field(max_length=128)
     deployment_id: UUID | None = None
     api_key_env: str | None = Field(default=None, max_length=128)
+    engine: Literal["openai", "vllm", "llama.cpp"] = "openai"
 
     def backend(self) -> Backend:
         return Backend(**self.model_dump())

