@@ -342,3 +342,22 @@ def test_ab_is_sticky_per_key(make_gateway):
         assert raw.headers["x-distillery-route"] == again.headers["x-distillery-route"]
         seen[user_id] = raw.headers["x-distillery-route"]
     assert set(seen.values()) == {"student", "teacher"}
+
+
+def test_a_client_that_goes_away_mid_stream_closes_the_upstream_stream(gateway):
+    gateway.student.delay_s = 0.2  # 4 characters per chunk, 0.2 s apart: ~2 s in all
+    headers = {"Authorization": f"Bearer {gateway.keys['toy']}"}
+    body = {"model": TASK, "messages": user("x"), "stream": True}
+    with (
+        httpx2.Client(timeout=10) as client,
+        client.stream(
+            "POST", f"{gateway.url}/v1/chat/completions", json=body, headers=headers
+        ) as r,
+    ):
+        assert r.status_code == 200
+        next(r.iter_lines())  # the first chunk arrived; now hang up
+    wait_for(lambda: gateway.student.cancelled == 1)
+    wait_for(lambda: gateway.traces())
+    (trace,) = gateway.traces()
+    assert trace.error == "client disconnected"
+    assert SCHEMA_ANSWER.startswith(trace.completion) and trace.completion != SCHEMA_ANSWER
