@@ -132,7 +132,8 @@ async def prepare(deps: Deps, event: DatasetPublished, run: StageRun) -> Job:
     try:
         rows = chain(read_rows(train), read_rows(validation))  # read in the thread, lazily
         skew = await run.thread(rows_prompt_refusal, spec, rows)
-    except DatasetError as exc:
+    except (DatasetError, UnicodeDecodeError) as exc:
+        # Bytes that are not UTF-8 stay so on every delivery: permanent, like a bad row.
         raise PermanentError(f"dataset {event.dataset_version[:12]}: {exc}") from None
     if skew:
         raise PermanentError(f"dataset {event.dataset_version[:12]}: {skew}")
