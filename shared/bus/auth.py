@@ -35,8 +35,10 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from shared.events import CATALOG, STREAM_NAME
-from shared.events.catalog import IDENTITIES, SERVICES
+from shared.events.catalog import IDENTITIES, SERVICES, DeadLettered
 
+from .audit import AUDITOR
+from .audit import DURABLE as AUDIT_DURABLE
 from .broker import BusCredentials, inbox_prefix
 from .consumer import durable_name
 
@@ -115,7 +117,28 @@ def unlisted_permissions(name: str) -> Permissions:
     )
 
 
+def auditor_permissions() -> Permissions:
+    """The stray auditor (shared/bus/audit.py), a kernel identity the catalog does not list:
+    its one durable consumer on the whole stream, and dead letters. It may publish no event
+    of the loop, so reading everything gives it no way to act on what it reads."""
+    where = f"{STREAM_NAME}.{AUDIT_DURABLE}"
+    return Permissions(
+        publish=(
+            DeadLettered.subject,
+            f"{STREAM_API}.INFO.{STREAM_NAME}",
+            f"{CONSUMER_API}.INFO.{where}",
+            # The filter is the stream's wildcard itself; nats-py puts it in the subject.
+            f"{CONSUMER_API}.CREATE.{where}.>",
+            f"{CONSUMER_API}.MSG.NEXT.{where}",
+            f"$JS.ACK.{where}.>",
+        ),
+        subscribe=(f"{inbox_prefix(AUDITOR)}.>",),
+    )
+
+
 def permissions_for(name: str) -> Permissions:
+    if name == AUDITOR:
+        return auditor_permissions()
     return permissions(name) if name in IDENTITIES else unlisted_permissions(name)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from faststream import FastStream
 from faststream.nats import NatsBroker, NatsRouter
@@ -27,6 +28,14 @@ from shared.settings import PlatformSettings
 from .stage import Stage, add_stage
 
 
+class Runner(Protocol):
+    """A fetch loop the service runs from startup to shutdown (a batch consumer, the auditor)."""
+
+    name: str
+
+    async def run(self, broker: NatsBroker, stop: asyncio.Event) -> None: ...
+
+
 @dataclass
 class ServiceContext:
     name: str
@@ -36,9 +45,9 @@ class ServiceContext:
     policy: ConsumerPolicy
     artifacts: AsyncArtifactStore
     stop: asyncio.Event = field(default_factory=asyncio.Event)
-    batch_consumers: list[BatchConsumer] = field(default_factory=list)
+    batch_consumers: list[Runner] = field(default_factory=list)
 
-    def add_batch_consumer(self, consumer: BatchConsumer) -> None:
+    def add_batch_consumer(self, consumer: BatchConsumer | Runner) -> None:
         """Run a `subscribe_batch` consumer from startup until shutdown, next to the relay."""
         self.batch_consumers.append(consumer)
 
