@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from shared.bus import ensure_stream
+from shared.bus.audit import AUDITOR
 from shared.bus.auth import StoredCredentials, ensure_credentials, render_conf
 from shared.db.migrate import upgrade
 from shared.events import StreamPolicy
@@ -42,6 +43,8 @@ from .common import (
 DEFAULT_NATS_PORT = 4222
 # Always made: the operator's (the CLI's) and the one outside apps feed traffic in with.
 BASE_IDENTITIES = ("ops", "ingest")
+# Runs whenever services do: a message on a subject no catalog event has is recorded, not lost.
+AUDITOR_SPEC = ServiceSpec(AUDITOR, "shared.runtime.auditor:create_app", "kernel")
 CREDENTIAL_ENV = ("DISTILLERY_NATS_USER", "DISTILLERY_NATS_PASSWORD")
 Announce = Callable[[str], None]
 
@@ -79,7 +82,8 @@ class EmbeddedRuntime:
         on_change: Callable[[Child, str], None] | None = None,
     ) -> None:
         self.home = home.resolve()
-        self.specs = specs
+        selected = {s.name for s in specs}
+        self.specs = [*specs, AUDITOR_SPEC] if specs and AUDITOR not in selected else specs
         self.requested_port = nats_port
         self.announce = announce
         self.on_change = on_change
@@ -157,7 +161,7 @@ class EmbeddedRuntime:
         authorization block built from their hashes."""
         names = [*BASE_IDENTITIES, *(spec.name for spec in self.specs)]
         for name in names:
-            if name not in IDENTITIES:
+            if name not in IDENTITIES and name != AUDITOR:
                 self.announce(
                     f"warning: service {name!r} is not a bus identity in the event catalog; "
                     "it gets a user of its own that may publish and consume every event"

@@ -97,7 +97,7 @@ def test_distillery_up_runs_the_bus_with_authorization(tmp_path: Path):
     finally:
         up.send_signal(signal.SIGTERM)
         up.wait(60)
-    assert runtime["nats_users"] == ["ingest", "ops", "synth-data"]
+    assert runtime["nats_users"] == ["auditor", "ingest", "ops", "synth-data"]
     for name in runtime["nats_users"]:
         stored = home / "credentials" / f"{name}.json"
         assert stored.stat().st_mode & 0o777 == 0o600
