@@ -13,12 +13,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from shared.bus import PermanentError
-from shared.db import Database
+from shared.db import Database, UnitOfWork
+from shared.events import Event
 from shared.events.catalog import TaskRegistered
+from shared.logs import get_logger
 from shared.runtime.stage import StageRun
 from shared.tasks.registry import latest_spec
 
 from . import repository
+
+log = get_logger(__name__)
 
 
 async def check(db: Database, event: TaskRegistered, run: StageRun) -> TaskRegistered:
@@ -51,3 +55,18 @@ def version_problem(known: Mapping[int, str], version: int, sha256: str) -> str 
     if version < newest:
         return f"version {version} after version {newest}: versions only go forward"
     return None
+
+
+async def as_is(event: TaskRegistered, run: StageRun) -> TaskRegistered:
+    return event
+
+
+async def record(
+    db: Database, tx: UnitOfWork, event: TaskRegistered, _: TaskRegistered
+) -> list[Event]:
+    """The stage's record: the accepted registration, in the claim's transaction."""
+    await repository.register_task(
+        tx.session, db.dialect, event.task_name, event.task_version, event.spec
+    )
+    log.info("task registered", task=event.task_name, version=event.task_version)
+    return []

@@ -83,30 +83,13 @@ def stages(deps: Deps) -> list[Stage]:
             "synth",
             TaskRegistered,
             partial(registrations.check, deps.db),
-            as_is,
-            partial(record_task, deps),
+            registrations.as_is,
+            partial(registrations.record, deps.db),
             ends_cycle=False,
         ),
         Stage("synth", CycleRequested, **synth),
         Stage("synth", CycleIterationRequested, **synth),
     ]
-
-
-# --- task.registered -----------------------------------------------------------------------
-
-
-async def as_is(event: TaskRegistered, run: StageRun) -> TaskRegistered:
-    return event
-
-
-async def record_task(
-    deps: Deps, tx: UnitOfWork, event: TaskRegistered, _: TaskRegistered
-) -> list[Event]:
-    await repository.register_task(
-        tx.session, deps.db.dialect, event.task_name, event.task_version, event.spec
-    )
-    log.info("task registered", task=event.task_name, version=event.task_version)
-    return []
 
 
 # --- cycle.requested, cycle.iteration.requested ---------------------------------------------
