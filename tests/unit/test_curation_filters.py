@@ -22,8 +22,8 @@ from curation.dedup import (
 )
 from curation.filters import QualityRules, garbage
 from curation.normalize import normalise_output, normalise_text, word_tokens
-from curation.pii import IbanScrubber, iban_valid, luhn_valid, register, scrub
 from curation.split import stratified_split, validation_count
+from shared.text.pii import IbanScrubber, iban_valid, luhn_valid, register, scrub
 
 SCHEMA = {
     "type": "object",

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from shared.text.pii import Scrubber
+
 from .domain import Draft, Rejection, Row, scrub_row
 from .filters import QualityRules
 from .normalize import normalise_output
-from .pii import Scrubber
 
 Decision = Literal["approved", "edited", "rejected"]
 

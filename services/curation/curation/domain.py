@@ -19,11 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from shared.text.pii import Scrubber, scrub
+
 from .decontam import GoldenIndex
 from .dedup import MinHashParams, exact_duplicates, near_duplicates
 from .filters import QualityRules
 from .normalize import dump_json, map_strings, normalise_output, normalise_text, parse_json
-from .pii import Scrubber, scrub
 from .split import rank
 
 REASONS = (

@@ -5,9 +5,9 @@ from __future__ import annotations
 from faststream.nats import NatsRouter
 
 from shared.runtime.service import ServiceContext
+from shared.text.pii import load_extra
 
 from . import service
-from .pii import load_extra
 from .settings import CurationSettings
 
 

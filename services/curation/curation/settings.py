@@ -27,7 +27,7 @@ class CurationSettings(BaseSettings):
     judge_max_rows: int = Field(
         default=5000, ge=1, description="refuse to judge bigger batches: the teacher costs money"
     )
-    # "module:attribute" scrubbers registered on top of the built-in ones (see curation.pii).
+    # "module:attribute" scrubbers registered on top of the built-in ones (see shared.text.pii).
     extra_scrubbers: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")

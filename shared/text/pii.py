@@ -9,7 +9,9 @@ that fails Luhn is not a card and stays, because training data full of false pla
 teaches the student to invent them.
 
 A deployment adds its own with `register(scrubber)` (e.g. national ID formats), or names
-"module:attribute" entries in CURATION_EXTRA_SCRUBBERS.
+"module:attribute" entries in a service's settings (CURATION_EXTRA_SCRUBBERS). It lives in
+`shared` because every path by which text becomes training data (curation's batches,
+feedback-collector's production traces) must scrub with the same rules.
 """
 
 from __future__ import annotations
