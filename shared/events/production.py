@@ -72,6 +72,15 @@ class FeedbackRecorded(Event):
     correction: str | None = Field(default=None, max_length=65536)
     comment: str | None = Field(default=None, max_length=4096)
     escalate: bool = Field(default=False, description="the user asked for a person to look")
+    user_id: str | None = Field(
+        default=None,
+        max_length=128,
+        description="who gave it (the gateway's x-distillery-user, or the app's own user id); "
+        "the feedback-collector caps and counts contributions per user",
+    )
+    key_id: str | None = Field(
+        default=None, max_length=64, description="the API key it came through, for per-key caps"
+    )
 
 
 class DriftDetected(Event):
