@@ -1,0 +1,1 @@
+"""feedback-collector: production traces and feedback into training data, metrics and drift."""

@@ -1,0 +1,62 @@
+"""The retrain policy's use case: a trigger (drift alarm, schedule, new trusted examples)
+becomes `cycle.requested` through the outbox, at most once per trigger.
+
+The cycle row (unique trigger), the drift event and the cycle event commit in the caller's
+transaction, so an alarm seen again after a crash or a redelivery finds its row and starts
+nothing, and a crash before the commit leaves neither the row nor the events.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from shared.db import UnitOfWork
+from shared.events import Event
+from shared.events.catalog import CycleRequested, DriftDetected
+
+from . import repository as repo
+from .policy import History, Policy, decide
+from .settings import NAME
+
+
+async def request_cycle(
+    uow: UnitOfWork,
+    task: str,
+    policy: Policy,
+    *,
+    trigger: str,
+    drift: DriftDetected | None = None,
+    now: datetime | None = None,
+) -> list[Event]:
+    """In the caller's transaction: the events a trigger causes (none if the policy says no
+    or this trigger already started a cycle). `trigger` names the alarm or schedule slot."""
+    now = now or datetime.now(UTC)
+    rows = await repo.cycles(uow.session, task)
+    last = max((r.requested_at.replace(tzinfo=UTC) for r in rows), default=None)
+    history = History(
+        in_flight=any(r.finished_at is None for r in rows),
+        last_requested_at=last,
+        requested_in_window=sum(
+            1 for r in rows if r.requested_at.replace(tzinfo=UTC) >= now - policy.budget_window
+        ),
+        new_trusted_examples=await repo.examples_since(uow.session, task, last),
+    )
+    why = f"{drift.kind} drift: {drift.score:.4g} > {drift.threshold:.4g}" if drift else None
+    decision = decide(policy, history, now, drift=why)
+    if not decision.start or decision.reason is None:
+        return []
+    cycle_id = uuid.uuid4()
+    values = {
+        "cycle_id": str(cycle_id),
+        "task_name": task,
+        "trigger": trigger,
+        "reason": decision.reason,
+        "detail": decision.detail,
+        "requested_at": now,
+        "finished_at": None,
+    }
+    if not await repo.add_cycle(uow.session, values):
+        return []
+    event = CycleRequested(producer=NAME, cycle_id=cycle_id, task_name=task, reason=decision.reason)
+    return [event] if drift is None else [drift, event]

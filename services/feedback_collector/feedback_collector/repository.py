@@ -1,0 +1,213 @@
+"""Reads and writes of the feedback-collector's tables; no other module builds a query."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Integer, and_, cast, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .models import CycleRow, ExampleRow, FeedbackRow, RejectionRow, RolloutRow, TraceRow
+
+TRACES = TraceRow.__table__
+FEEDBACK = FeedbackRow.__table__
+
+
+def _insert(session: AsyncSession, table):
+    dialect = session.bind.dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+# --- ingest ---
+
+
+async def add_traces(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    # Core insert with a list of parameters: one executemany, no ORM unit-of-work per row.
+    await session.execute(insert(TRACES), rows)
+
+
+async def stages_of(session: AsyncSession, deployment_ids: set[str]) -> dict[str, str]:
+    if not deployment_ids:
+        return {}
+    rows = await session.execute(
+        select(RolloutRow.deployment_id, RolloutRow.stage).where(
+            RolloutRow.deployment_id.in_(deployment_ids)
+        )
+    )
+    return dict(rows.tuples().all())
+
+
+async def match_pending(session: AsyncSession, request_ids: set[str], now: datetime) -> int:
+    """Feedback that was waiting for one of these traces is matched now."""
+    if not request_ids:
+        return 0
+    result = await session.execute(
+        update(FEEDBACK)
+        .where(FEEDBACK.c.matched_at.is_(None), FEEDBACK.c.request_id.in_(request_ids))
+        .values(matched_at=now)
+    )
+    return result.rowcount or 0
+
+
+async def traced(session: AsyncSession, request_ids: set[str]) -> set[str]:
+    if not request_ids:
+        return set()
+    rows = await session.scalars(
+        select(TRACES.c.request_id).where(TRACES.c.request_id.in_(request_ids)).distinct()
+    )
+    return set(rows.all())
+
+
+async def add_feedback(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    await session.execute(insert(FEEDBACK), rows)
+
+
+async def upsert_rollout(session: AsyncSession, values: dict[str, Any]) -> None:
+    stmt = _insert(session, RolloutRow.__table__).values(**values)
+    keep = {k: stmt.excluded[k] for k in values if k != "deployment_id"}
+    await session.execute(stmt.on_conflict_do_update(index_elements=["deployment_id"], set_=keep))
+
+
+# --- retention ---
+
+
+async def delete_traces_before(session: AsyncSession, cutoff: datetime) -> int:
+    result = await session.execute(delete(TRACES).where(TRACES.c.occurred_at < cutoff))
+    gone = await session.execute(
+        delete(FEEDBACK).where(FEEDBACK.c.occurred_at < cutoff, FEEDBACK.c.matched_at.is_not(None))
+    )
+    return (result.rowcount or 0) + (gone.rowcount or 0)
+
+
+async def pending_before(session: AsyncSession, cutoff: datetime) -> list[FeedbackRow]:
+    rows = await session.scalars(
+        select(FeedbackRow).where(
+            FeedbackRow.matched_at.is_(None),
+            FeedbackRow.used_at.is_(None),
+            FeedbackRow.received_at < cutoff,
+        )
+    )
+    return list(rows.all())
+
+
+# --- training data ---
+
+
+async def unused_feedback(session: AsyncSession, task: str) -> list[FeedbackRow]:
+    rows = await session.scalars(
+        select(FeedbackRow)
+        .where(FeedbackRow.task_name == task, FeedbackRow.used_at.is_(None))
+        .order_by(FeedbackRow.id)
+    )
+    return list(rows.all())
+
+
+async def traces_for(session: AsyncSession, request_ids: set[str]) -> list[TraceRow]:
+    if not request_ids:
+        return []
+    rows = await session.scalars(select(TraceRow).where(TraceRow.request_id.in_(request_ids)))
+    return list(rows.all())
+
+
+async def add_examples(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        stmt = _insert(session, ExampleRow.__table__).on_conflict_do_nothing(
+            index_elements=["example_id"]
+        )
+        await session.execute(stmt, rows)
+
+
+async def add_rejections(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        stmt = _insert(session, RejectionRow.__table__).on_conflict_do_nothing(
+            index_elements=["feedback_event_id"]
+        )
+        await session.execute(stmt, rows)
+
+
+async def mark_used(session: AsyncSession, event_ids: Sequence[str], now: datetime) -> None:
+    if event_ids:
+        await session.execute(
+            update(FEEDBACK).where(FEEDBACK.c.event_id.in_(list(event_ids))).values(used_at=now)
+        )
+
+
+async def examples(session: AsyncSession, task: str) -> list[ExampleRow]:
+    rows = await session.scalars(
+        select(ExampleRow).where(ExampleRow.task_name == task).order_by(ExampleRow.id)
+    )
+    return list(rows.all())
+
+
+async def rejections(session: AsyncSession, task: str) -> list[RejectionRow]:
+    rows = await session.scalars(
+        select(RejectionRow).where(RejectionRow.task_name == task).order_by(RejectionRow.id)
+    )
+    return list(rows.all())
+
+
+# --- metrics ---
+
+
+async def window(session: AsyncSession, task: str, since: datetime) -> list[tuple]:
+    """(model_version, stage, arm, latency_ms, error, completion, negative?, escalate?) rows."""
+    fb = (
+        select(
+            FEEDBACK.c.request_id,
+            func.min(FEEDBACK.c.rating).label("rating"),
+            func.max(cast(FEEDBACK.c.escalate, Integer)).label("escalate"),
+        )
+        .where(FEEDBACK.c.task_name == task)
+        .group_by(FEEDBACK.c.request_id)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(
+            TRACES.c.model_version,
+            TRACES.c.stage,
+            TRACES.c.arm,
+            TRACES.c.latency_ms,
+            TRACES.c.error,
+            TRACES.c.completion,
+            fb.c.rating,
+            fb.c.escalate,
+        )
+        .select_from(TRACES.outerjoin(fb, and_(fb.c.request_id == TRACES.c.request_id)))
+        .where(TRACES.c.task_name == task, TRACES.c.occurred_at >= since)
+    )
+    return list(rows.tuples().all())
+
+
+# --- cycles ---
+
+
+async def add_cycle(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """False when a cycle with this trigger was asked for already (a repeated alarm)."""
+    stmt = _insert(session, CycleRow.__table__).on_conflict_do_nothing(index_elements=["trigger"])
+    result = await session.execute(stmt, values)
+    return result.rowcount == 1
+
+
+async def cycles(session: AsyncSession, task: str) -> list[CycleRow]:
+    rows = await session.scalars(
+        select(CycleRow).where(CycleRow.task_name == task).order_by(CycleRow.id)
+    )
+    return list(rows.all())
+
+
+async def finish_cycle(session: AsyncSession, cycle_id: str, now: datetime) -> None:
+    await session.execute(
+        update(CycleRow)
+        .where(CycleRow.cycle_id == cycle_id, CycleRow.finished_at.is_(None))
+        .values(finished_at=now)
+    )
+
+
+async def examples_since(session: AsyncSession, task: str, since: datetime | None) -> int:
+    stmt = select(func.count()).select_from(ExampleRow).where(ExampleRow.task_name == task)
+    if since is not None:
+        stmt = stmt.where(ExampleRow.created_at >= since)
+    return int(await session.scalar(stmt) or 0)

@@ -1,0 +1,262 @@
+"""Use cases: ingest (batched), the rollout stage, retention, training data, stats, cycles.
+
+Feedback that arrives before its trace is stored at once with `matched_at` null, and matched
+when the trace lands (in the trace batch's own transaction). It is not NAKed: a delayed NAK
+in a batch would send the whole batch to the one-by-one fallback and burn `max_deliver`
+until the feedback was dead-lettered, i.e. dropped, if the gateway's trace buffer lagged.
+A table keeps it for `pending_feedback_days`; after that it is recorded as a rejection
+(reason trace_missing), never silently lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from shared.db import Database, UnitOfWork
+from shared.events import Event, FeedbackRecorded, RolloutChanged, TrafficLogged
+from shared.runtime.stage import Stage, StageRun
+
+from . import repository as repo
+from .domain import Build, Feedback, Guards, Trace, build
+from .settings import FeedbackSettings
+from .stats import Figures, figures
+
+
+@dataclass
+class Deps:
+    db: Database
+    settings: FeedbackSettings
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- ingest (the batched consumers' handlers) ---
+
+
+async def ingest_traces(uow: UnitOfWork, events: list[TrafficLogged]) -> None:
+    now = _now()
+    session = uow.session
+    missing = {str(e.deployment_id) for e in events if e.stage is None and e.deployment_id}
+    stages = await repo.stages_of(session, missing)
+    await repo.add_traces(
+        session,
+        [
+            {
+                "event_id": str(e.event_id),
+                "request_id": str(e.request_id),
+                "task_name": e.task_name,
+                "deployment_id": str(e.deployment_id) if e.deployment_id else None,
+                "arm": e.arm,
+                "model_version": e.model_version,
+                "stage": e.stage or stages.get(str(e.deployment_id)),
+                "messages": [m.model_dump() for m in e.messages],
+                "completion": e.completion,
+                "latency_ms": e.latency_ms,
+                "ttft_ms": e.ttft_ms,
+                "prompt_tokens": e.prompt_tokens,
+                "completion_tokens": e.completion_tokens,
+                "prompt_source": e.prompt_source,
+                "error": e.error,
+                "occurred_at": e.occurred_at,
+            }
+            for e in events
+        ],
+    )
+    await repo.match_pending(session, {str(e.request_id) for e in events}, now)
+
+
+async def ingest_feedback(uow: UnitOfWork, events: list[FeedbackRecorded]) -> None:
+    now = _now()
+    there = await repo.traced(uow.session, {str(e.request_id) for e in events})
+    await repo.add_feedback(
+        uow.session,
+        [
+            {
+                "event_id": str(e.event_id),
+                "request_id": str(e.request_id),
+                "task_name": e.task_name,
+                "rating": e.rating,
+                "correction": e.correction,
+                "comment": e.comment,
+                "escalate": e.escalate,
+                "user_id": e.user_id,
+                "key_id": e.key_id,
+                "occurred_at": e.occurred_at,
+                "received_at": now,
+                "matched_at": now if str(e.request_id) in there else None,
+                "used_at": None,
+            }
+            for e in events
+        ],
+    )
+
+
+# --- the rollout stage: keeps each deployment's stage, closes the cycle it belongs to ---
+
+
+async def prepare_rollout(event: RolloutChanged, run: StageRun) -> RolloutChanged:
+    return event
+
+
+async def work_rollout(event: RolloutChanged, run: StageRun) -> None:
+    return None
+
+
+async def record_rollout(uow: UnitOfWork, event: RolloutChanged, _: None) -> list[Event]:
+    now = _now()
+    await repo.upsert_rollout(
+        uow.session,
+        {
+            "deployment_id": str(event.deployment_id),
+            "task_name": event.task_name,
+            "stage": event.stage,
+            "model_sha256": event.model.sha256,
+            "traffic_share": event.traffic_share,
+            "updated_at": now,
+        },
+    )
+    # A cycle is over once its candidate is fully live or rolled back.
+    if event.cycle_id and event.stage in ("full", "rolled_back"):
+        await repo.finish_cycle(uow.session, str(event.cycle_id), now)
+    return []
+
+
+def stages(deps: Deps) -> list[Stage]:
+    return [
+        Stage(
+            "rollout",
+            RolloutChanged,
+            prepare=prepare_rollout,
+            work=work_rollout,
+            record=record_rollout,
+            # Bookkeeping for metrics: failing it must not end anybody's cycle.
+            ends_cycle=False,
+        )
+    ]
+
+
+# --- retention ---
+
+
+async def sweep(deps: Deps, now: datetime | None = None) -> int:
+    """Delete traces past retention; give up on feedback whose trace never came."""
+    now = now or _now()
+    s = deps.settings
+    async with deps.db.uow() as uow:
+        deleted = await repo.delete_traces_before(
+            uow.session, now - timedelta(days=s.trace_retention_days)
+        )
+        cutoff = now - timedelta(days=s.pending_feedback_days)
+        stale = await repo.pending_before(uow.session, cutoff)
+        await repo.add_rejections(
+            uow.session,
+            [_rejection_row(f, "trace_missing", "its trace never arrived", now) for f in stale],
+        )
+        await repo.mark_used(uow.session, [f.event_id for f in stale], now)
+        await uow.commit()
+    return deleted
+
+
+def _rejection_row(f, reason: str, detail: str, now: datetime) -> dict:
+    return {
+        "feedback_event_id": f.event_id,
+        "request_id": f.request_id,
+        "task_name": getattr(f, "task_name", None),
+        "user_id": f.user_id,
+        "key_id": f.key_id,
+        "reason": reason,
+        "detail": detail,
+        "recorded_at": now,
+    }
+
+
+# --- production data -> training data ---
+
+
+def guards(settings: FeedbackSettings) -> Guards:
+    return Guards(
+        max_per_user=settings.max_per_user,
+        max_per_key=settings.max_per_key,
+        min_agreeing_users=settings.min_agreeing_users,
+        max_correction_ratio=settings.max_correction_ratio,
+    )
+
+
+async def build_training_data(deps: Deps, task: str, now: datetime | None = None) -> Build:
+    """Examples and rejections from the task's unused, matched feedback, in one transaction."""
+    now = now or _now()
+    expiry = now - timedelta(days=deps.settings.pending_feedback_days)
+    async with deps.db.uow() as uow:
+        rows = await repo.unused_feedback(uow.session, task)
+        trace_rows = await repo.traces_for(uow.session, {r.request_id for r in rows})
+        traces, teacher = {}, {}
+        for t in trace_rows:
+            if t.arm == "teacher" and not t.error:
+                teacher[t.request_id] = t.completion
+            elif t.arm != "shadow":
+                msgs = tuple((m["role"], m["content"]) for m in t.messages)
+                traces[t.request_id] = Trace(t.request_id, msgs, t.completion, t.arm)
+        by_id = {r.event_id: r for r in rows}
+        result = build(
+            traces,
+            [_feedback(r) for r in rows],
+            guards(deps.settings),
+            teacher=teacher,
+            expired={r.event_id for r in rows if r.received_at.replace(tzinfo=UTC) < expiry},
+        )
+        await repo.add_examples(
+            uow.session,
+            [
+                {
+                    "example_id": ex.example_id,
+                    "task_name": task,
+                    "kind": ex.kind,
+                    "messages": [{"role": r, "content": c} for r, c in ex.messages],
+                    "chosen": ex.chosen,
+                    "rejected": ex.rejected,
+                    "trust": ex.trust,
+                    "request_ids": list(ex.request_ids),
+                    "feedback_ids": list(ex.feedback_ids),
+                    "pii": ex.pii,
+                    "created_at": now,
+                }
+                for ex in result.examples
+            ],
+        )
+        await repo.add_rejections(
+            uow.session,
+            [
+                _rejection_row(by_id[r.feedback.event_id], r.reason, r.detail, now)
+                for r in result.rejections
+            ],
+        )
+        waiting = {f.event_id for f in result.waiting}
+        # Everything else was looked at for good: an example, a rejection, or a rating with
+        # nothing to learn from (a relabel request is the synth-data gap named in README).
+        await repo.mark_used(uow.session, [e for e in by_id if e not in waiting], now)
+        await uow.commit()
+    return result
+
+
+def _feedback(r) -> Feedback:
+    return Feedback(
+        event_id=r.event_id,
+        request_id=r.request_id,
+        rating=r.rating,
+        correction=r.correction,
+        user_id=r.user_id,
+        key_id=r.key_id,
+        escalate=r.escalate,
+    )
+
+
+# --- metrics ---
+
+
+async def stats(db: Database, task: str, since: datetime, *, schema: bool = False) -> list[Figures]:
+    async with db.uow() as uow:
+        rows = await repo.window(uow.session, task, since)
+    return figures(rows, schema=schema)

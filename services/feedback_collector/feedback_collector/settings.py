@@ -1,0 +1,48 @@
+"""feedback-collector settings (env prefix FEEDBACK_); built by main.create_app, never at import."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+NAME = "feedback-collector"
+
+
+class FeedbackSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FEEDBACK_", extra="ignore")
+
+    # --- ingest ---
+    batch_size: int = Field(
+        default=512, ge=1, le=10_000, description="events per ingest transaction, at most"
+    )
+    poll_s: float = Field(default=1.0, gt=0, description="an idle fetch's wait")
+    # --- retention ---
+    trace_retention_days: float = Field(
+        default=30.0, gt=0, description="traces (and their feedback) older than this are deleted"
+    )
+    pending_feedback_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="feedback whose trace has not arrived after this long is given up on "
+        "and recorded as a rejected contribution (reason: trace_missing)",
+    )
+    sweep_every_s: float = Field(default=300.0, gt=0, description="how often retention runs")
+    # --- poisoning guards ---
+    max_per_user: int = Field(
+        default=20, ge=1, description="corrections one user may contribute per task and build"
+    )
+    max_per_key: int = Field(
+        default=200, ge=1, description="corrections one API key may contribute per task and build"
+    )
+    min_agreeing_users: int = Field(
+        default=2,
+        ge=1,
+        description="distinct users that must give the same correction for it to be trusted "
+        "without the teacher's agreement",
+    )
+    max_correction_ratio: float = Field(
+        default=8.0,
+        gt=1,
+        description="outlier filter: a correction longer than this many times the answer it "
+        "corrects (or shorter than its inverse) is rejected",
+    )
