@@ -178,9 +178,14 @@ def render_conf(passwords: Mapping[str, str]) -> str:
     )
 
 
+def deploy_users() -> frozenset[str]:
+    """The NATS users deploy/ and compose.yaml run: every catalog identity and the auditor."""
+    return frozenset(IDENTITIES | {AUDITOR})
+
+
 def deploy_conf() -> str:
-    """Every catalog identity, each password from the server's environment (deploy/, compose)."""
-    return render_conf({i: "$" + password_variable(i) for i in IDENTITIES})
+    """Every deploy user, each password from the server's environment (deploy/, compose)."""
+    return render_conf({i: "$" + password_variable(i) for i in deploy_users()})
 
 
 def bcrypt_hash(password: str, cost: int = BCRYPT_COST) -> str:

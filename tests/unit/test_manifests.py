@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.bus.auth import deploy_conf, password_variable
+from shared.bus.audit import AUDITOR
+from shared.bus.audit import DURABLE as AUDIT_DURABLE
+from shared.bus.auth import deploy_conf, deploy_users, password_variable
 from shared.events import CATALOG
 from shared.events.catalog import IDENTITIES
 
@@ -602,7 +604,8 @@ def test_nats_auth_conf_is_generated_from_the_event_catalog():
         "deploy/base/nats-auth.conf is stale; run: python -m shared.bus.auth > "
         "deploy/base/nats-auth.conf"
     )
-    assert set(nats_users()) == IDENTITIES
+    # The catalog's identities, plus the stray auditor: a kernel user no event names.
+    assert set(nats_users()) == IDENTITIES | {AUDITOR} == deploy_users()
 
 
 @pytest.mark.parametrize("user", sorted(IDENTITIES))
@@ -631,6 +634,18 @@ def test_each_user_subscribes_to_what_it_consumes_and_its_inbox(user: str):
         assert subscribe == {"_INBOX_ingest.>"}, "outside apps read nothing but their acks"
 
 
+def test_the_auditor_reads_only_through_its_consumer_and_publishes_only_dead_letters():
+    auditor = nats_users()[AUDITOR]
+    events = {subject for subject in auditor["publish"] if subject.startswith("distillery.")}
+    assert events == {"distillery.deadletter.recorded.v1"}
+    for grant in auditor["publish"] - events:
+        assert not any(verb in grant for verb in ("DELETE", "PURGE", "UPDATE", "$JS.API.>"))
+        if not grant.startswith("$JS.API.STREAM."):
+            assert f".DISTILLERY.{AUDIT_DURABLE}" in grant, grant
+    # No event subject: it reads pulled batches through its own inbox, never a live feed.
+    assert auditor["subscribe"] == {f"_INBOX_{AUDITOR}.>"}
+
+
 def test_passwords_come_from_the_environment():
     for user, grants in nats_users().items():
         assert grants["password"] == "$" + password_variable(user), user
@@ -653,7 +668,7 @@ def test_the_nats_statefulset_includes_the_users_with_hashed_passwords():
     assert "nats-auth.conf" in configmaps()["nats-config"]
     (container,) = containers(named("StatefulSet", "nats"), init=False)
     env = {e["name"]: e for e in container["env"]}
-    for identity in IDENTITIES:
+    for identity in deploy_users():
         variable = password_variable(identity)
         hashed = variable.replace("NATS_PASSWORD_", "NATS_BCRYPT_")
         ref = env[variable]["valueFrom"]["secretKeyRef"]
@@ -666,7 +681,7 @@ def test_compose_nats_runs_with_the_users_and_each_service_connects_as_itself():
     conf = command[command.index("-c") + 1]
     assert f"./deploy/base/nats-auth.conf:{conf}:ro" in nats["volumes"]
     text = COMPOSE.read_text()
-    for identity in IDENTITIES:
+    for identity in deploy_users():
         var = password_variable(identity)
         assert environment(nats)[var].startswith("${" + var + ":?"), var
         assert re.search(r"\$\{" + var + r":\?[^}]+\}", text), var
@@ -681,9 +696,42 @@ def test_compose_nats_runs_with_the_users_and_each_service_connects_as_itself():
     assert served, "no Distillery services in compose.yaml"
     for name, service in served.items():
         env = environment(service)
-        assert env["DISTILLERY_NATS_USER"] == name and name in IDENTITIES, name
+        assert env["DISTILLERY_NATS_USER"] == name and name in deploy_users(), name
         var = password_variable(name)
         assert env["DISTILLERY_NATS_PASSWORD"].startswith("${" + var + ":?"), name
+
+
+def served_apps() -> dict[str, str]:
+    """compose service name -> the `create_app` it serves."""
+    return {
+        name: str(service["command"][-1])
+        for name, service in services().items()
+        if "shared.runtime.serve" in " ".join(map(str, service.get("command", [])))
+    }
+
+
+def test_the_stray_auditor_runs_in_compose_and_in_kubernetes_as_its_own_user():
+    app = "shared.runtime.auditor:create_app"
+    assert served_apps()[AUDITOR] == app
+    compose_auditor = services()[AUDITOR]
+    assert compose_auditor["depends_on"]["nats"]["condition"] == "service_healthy"
+    assert compose_auditor["depends_on"]["migrate"]["condition"] == (
+        "service_completed_successfully"
+    )
+    workload = named("Deployment", AUDITOR)
+    (container,) = containers(workload, init=False)
+    assert container["command"][-1] == app and "shared.runtime.serve" in container["command"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["DISTILLERY_NATS_USER"]["value"] == AUDITOR
+    assert env["DISTILLERY_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": SECRET_NAME,
+        "key": password_variable(AUDITOR),
+    }
+    # Its records go to the outbox: it must reach the same database as the services.
+    assert env["DISTILLERY_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == SECRET_NAME
+    assert {"configMapRef": {"name": "distillery-config"}} in container["envFrom"]
+    metrics = container_port(container, "metrics")
+    assert env["DISTILLERY_METRICS_PORT"]["value"] == str(metrics)
 
 
 def nats_server() -> str | None:
@@ -700,7 +748,7 @@ def test_nats_server_accepts_the_config_with_its_users(tmp_path: Path, password:
     (tmp_path / "nats.conf").write_text(conf)
     (tmp_path / "nats-auth.conf").write_text(NATS_AUTH.read_text())
     env = {"POD_NAME": "nats-0", "PATH": os.environ.get("PATH", "")}
-    env |= {password_variable(identity): password for identity in IDENTITIES}
+    env |= {password_variable(identity): password for identity in deploy_users()}
     result = subprocess.run(
         [nats_server(), "-t", "-c", str(tmp_path / "nats.conf")],
         capture_output=True,
