@@ -138,7 +138,7 @@ def build(
     # request id -> normalised correction -> the feedback that gave it
     groups: dict[str, dict[str, list[Feedback]]] = defaultdict(lambda: defaultdict(list))
 
-    for fb in sorted(feedback, key=lambda f: f.event_id):
+    for fb in feedback:  # in arrival order: caps keep a user's first contributions
         trace = traces.get(fb.request_id)
         if trace is None:
             if fb.event_id in expired:
@@ -191,7 +191,9 @@ def build(
 
 def _examples(trace: Trace, given: list[Feedback], trust: str) -> list[Example]:
     messages, pii = _scrub_messages(trace.messages)
-    chosen, c_pii = scrub(given[0].correction or "")
+    # The wording most of them used; on a tie, the first to arrive.
+    texts = Counter(f.correction or "" for f in given)
+    chosen, c_pii = scrub(max(texts, key=lambda t: texts[t]))
     rejected, r_pii = scrub(trace.completion)
     lineage = dict(
         request_ids=(trace.request_id,), feedback_ids=tuple(sorted(f.event_id for f in given))

@@ -37,7 +37,7 @@ async def stages_of(session: AsyncSession, deployment_ids: set[str]) -> dict[str
             RolloutRow.deployment_id.in_(deployment_ids)
         )
     )
-    return dict(rows.tuples().all())
+    return {d: s for d, s in rows.all()}
 
 
 async def match_pending(session: AsyncSession, request_ids: set[str], now: datetime) -> int:
@@ -178,7 +178,7 @@ async def window(session: AsyncSession, task: str, since: datetime) -> list[tupl
         .select_from(TRACES.outerjoin(fb, and_(fb.c.request_id == TRACES.c.request_id)))
         .where(TRACES.c.task_name == task, TRACES.c.occurred_at >= since)
     )
-    return list(rows.tuples().all())
+    return [tuple(r) for r in rows.all()]
 
 
 # --- cycles ---
