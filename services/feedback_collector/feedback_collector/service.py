@@ -36,35 +36,34 @@ def _now() -> datetime:
 # --- ingest (the batched consumers' handlers) ---
 
 
+def trace_row(e: TrafficLogged, stage: str | None = None) -> dict:
+    """The row a trace is stored as; `stage` when the event carries none."""
+    return {
+        "event_id": str(e.event_id),
+        "request_id": str(e.request_id),
+        "task_name": e.task_name,
+        "deployment_id": str(e.deployment_id) if e.deployment_id else None,
+        "arm": e.arm,
+        "model_version": e.model_version,
+        "stage": e.stage or stage,
+        "messages": [m.model_dump() for m in e.messages],
+        "completion": e.completion,
+        "latency_ms": e.latency_ms,
+        "ttft_ms": e.ttft_ms,
+        "prompt_tokens": e.prompt_tokens,
+        "completion_tokens": e.completion_tokens,
+        "prompt_source": e.prompt_source,
+        "error": e.error,
+        "occurred_at": e.occurred_at,
+    }
+
+
 async def ingest_traces(uow: UnitOfWork, events: list[TrafficLogged]) -> None:
     now = _now()
     session = uow.session
     missing = {str(e.deployment_id) for e in events if e.stage is None and e.deployment_id}
     stages = await repo.stages_of(session, missing)
-    await repo.add_traces(
-        session,
-        [
-            {
-                "event_id": str(e.event_id),
-                "request_id": str(e.request_id),
-                "task_name": e.task_name,
-                "deployment_id": str(e.deployment_id) if e.deployment_id else None,
-                "arm": e.arm,
-                "model_version": e.model_version,
-                "stage": e.stage or stages.get(str(e.deployment_id)),
-                "messages": [m.model_dump() for m in e.messages],
-                "completion": e.completion,
-                "latency_ms": e.latency_ms,
-                "ttft_ms": e.ttft_ms,
-                "prompt_tokens": e.prompt_tokens,
-                "completion_tokens": e.completion_tokens,
-                "prompt_source": e.prompt_source,
-                "error": e.error,
-                "occurred_at": e.occurred_at,
-            }
-            for e in events
-        ],
-    )
+    await repo.add_traces(session, [trace_row(e, stages.get(str(e.deployment_id))) for e in events])
     await repo.match_pending(session, {str(e.request_id) for e in events}, now)
 
 
