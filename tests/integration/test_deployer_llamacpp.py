@@ -25,8 +25,11 @@ from deployer.domain import Backend, Route
 from deployer.gateway import RoutingTable, create_gateway
 from deployer.keys import KeyRing, issue
 from deployer.llamacpp import LlamaCppServer, LlamaCppSpec
+from deployer.parity import GoldenRow, replay
+from deployer.prompts import render
 from deployer.servers import Served
 from deployer.settings import DeployerSettings
+from deployer.upstream import Upstream
 from shared.tasks import parse_spec
 from tests.fixtures.openai_upstream import serving
 from tests.fixtures.teacher_server import TOY_SCHEMA, toy_spec
@@ -113,3 +116,32 @@ async def test_async_clients_concurrently(gateway):
     await client.close()
     for reply in replies:
         valid(reply.choices[0].message.content)
+
+
+async def test_serving_parity_on_the_real_engine(served: Served, tmp_path: Path):
+    """Replies recorded on one server replay identically on a fresh server of the same GGUF
+    (greedy, same template and grammar); recorded from another prompt, they do not."""
+    spec = parse_spec(toy_spec("http://127.0.0.1:9/v1"))
+    backend = Backend("student", served.base_url, served.model, "q4_1", None, None, "llama.cpp")
+    rows = [GoldenRow(f"r{i}", text) for i, text in enumerate(["Invoice 9 is wrong.", "Hi!"])]
+    upstream = Upstream(timeout_s=60)
+    recorded = {}
+    for row in rows:
+        body = render({"model": TASK, "messages": ask(row.input), "max_tokens": 48}, spec, backend)
+        reply = await upstream.chat(backend, body.body)
+        recorded[row.id] = reply.body["choices"][0]["message"]["content"]
+    fresh = LlamaCppServer(LlamaCppSpec(GGUF, "toy-student", n_ctx=1024, n_threads=2), tmp_path)
+    again = await fresh.start()
+    try:
+        twin = Backend("student", again.base_url, again.model, "q4_1", None, None, "llama.cpp")
+        same = await replay(upstream, spec, twin, rows, recorded, tolerance=0.0, max_tokens=48)
+        assert same.passed, same.diff()
+        # The served model is prompted differently from what was recorded: caught.
+        student = spec.student.model_copy(update={"prompt": "Say hi."})
+        other = spec.model_copy(update={"student": student})
+        first = rows[:1]
+        changed = await replay(upstream, other, twin, first, recorded, tolerance=0, max_tokens=16)
+    finally:
+        await fresh.stop()
+        await upstream.aclose()
+    assert not changed.passed and changed.mismatches

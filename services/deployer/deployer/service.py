@@ -105,8 +105,8 @@ async def prepare_adapter(deps: Deps, event: EvaluationCompleted, run: StageRun)
 
 
 async def work(deps: Deps, job: Job, run: StageRun) -> None:
-    # GAP (issue 13): serving parity. Before the shadow step takes traffic, golden rows are to
-    # be replayed through the served endpoint and compared with the evaluator's replies.
+    # GAP (issue 13): serving parity before the shadow step. parity.replay does the check; it
+    # needs the evaluator's per-row replies (not published yet) and the candidate's server.
     return None
 
 
