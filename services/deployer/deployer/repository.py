@@ -146,3 +146,11 @@ async def live_keys(db: Database) -> list[ApiKey]:
             ApiKey(r.key_id, r.key_hash, frozenset(r.tasks), r.admin, r.requests_per_minute)
             for r in rows
         ]
+
+
+async def recent_deployments(db: Database, limit: int = 20) -> list[Deployment]:
+    async with db.uow() as uow:
+        rows = await uow.session.scalars(
+            select(DeploymentRow).order_by(DeploymentRow.id.desc()).limit(limit)
+        )
+        return [_deployment(r) for r in rows]
