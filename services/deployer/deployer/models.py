@@ -26,6 +26,10 @@ class DeploymentRow(Base):
     candidate: Mapped[dict[str, Any]] = mapped_column(JSON, doc="ArtifactRef of what is served")
     candidate_kind: Mapped[str] = mapped_column(String(32), doc="adapter, llama.cpp, vllm, ...")
     variant: Mapped[str | None] = mapped_column(String(128), doc="the quantizer's variant name")
+    # Where the candidate is served (set once its server answers): what routes point at.
+    engine: Mapped[str | None] = mapped_column(String(16), doc="openai | vllm | llama.cpp")
+    base_url: Mapped[str | None] = mapped_column(String(2048))
+    served_model: Mapped[str | None] = mapped_column(String(256))
     stage: Mapped[str] = mapped_column(String(16))
     step: Mapped[int] = mapped_column(Integer, default=0)
     share: Mapped[float] = mapped_column(Float, default=0.0)

@@ -34,6 +34,9 @@ class Deployment:
     rollout: Rollout
     share: float
     revision: int
+    engine: str | None = None
+    base_url: str | None = None
+    served_model: str | None = None
 
 
 class StaleRevision(Exception):
@@ -51,6 +54,9 @@ def _deployment(row: DeploymentRow) -> Deployment:
         rollout=Rollout(row.stage, row.step, row.paused, row.reason),  # type: ignore[arg-type]
         share=row.share,
         revision=row.revision,
+        engine=row.engine,
+        base_url=row.base_url,
+        served_model=row.served_model,
     )
 
 
@@ -154,3 +160,31 @@ async def recent_deployments(db: Database, limit: int = 20) -> list[Deployment]:
             select(DeploymentRow).order_by(DeploymentRow.id.desc()).limit(limit)
         )
         return [_deployment(r) for r in rows]
+
+
+async def to_serve(db: Database) -> list[Deployment]:
+    """Every deployment that needs a running server: the unfinished ones, and each task's
+    latest full one (the student that is live)."""
+    async with db.uow() as uow:
+        rows = list(
+            await uow.session.scalars(
+                select(DeploymentRow)
+                .where(DeploymentRow.stage.in_((*ACTIVE, "full")))
+                .order_by(DeploymentRow.id)
+            )
+        )
+        latest_full = {r.task_name: r for r in rows if r.stage == "full"}
+        return [_deployment(r) for r in rows if r.stage in ACTIVE or latest_full[r.task_name] is r]
+
+
+async def set_served(
+    db: Database, deployment_id: UUID, engine: str, base_url: str, served_model: str
+) -> None:
+    """Where the deployment's server answers now (a restart may move it to another port)."""
+    async with db.uow() as uow:
+        await uow.session.execute(
+            update(DeploymentRow)
+            .where(DeploymentRow.deployment_id == str(deployment_id))
+            .values(engine=engine, base_url=base_url, served_model=served_model)
+        )
+        await uow.commit()

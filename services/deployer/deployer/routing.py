@@ -11,7 +11,7 @@ when it is built: a route to a host outside them is refused, logged, and never s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Literal
 from uuid import UUID
 
@@ -27,6 +27,7 @@ from shared.tasks.spec import TaskSpec
 
 from .domain import Backend, Route
 from .gateway import RoutingTable
+from .repository import Deployment
 
 log = get_logger(__name__)
 
@@ -136,3 +137,59 @@ class RouteFollower:
                     log.error("route entry unreadable", task=entry.key, error=repr(exc))
         finally:
             await watcher.stop()
+
+
+def teacher_entry(spec: TaskSpec) -> BackendEntry:
+    teacher = spec.teacher
+    return BackendEntry(
+        kind="teacher",
+        base_url=teacher.base_url,
+        model=teacher.model,
+        version=teacher.model[:128],
+        api_key_env=teacher.api_key_env,
+    )
+
+
+def served_entry(deployment: Deployment) -> BackendEntry | None:
+    if not (deployment.base_url and deployment.served_model):
+        return None  # its server is not answering yet: nothing may be routed to it
+    return BackendEntry(
+        kind="student",
+        base_url=deployment.base_url,
+        model=deployment.served_model,
+        version=deployment.candidate.sha256,
+        deployment_id=deployment.deployment_id,
+        engine=deployment.engine or "openai",  # type: ignore[arg-type]
+    )
+
+
+def desired_routes(
+    deployments: Sequence[Deployment], specs: Mapping[str, TaskSpec]
+) -> dict[str, RouteEntry]:
+    """The routing table the deployments call for, per task (pure; `specs` by sha256).
+
+    Live: the task's latest full student, or the teacher until there is one. Candidate: the
+    unfinished rollout's student, once served, at its stage and share.
+    """
+    by_task: dict[str, list[Deployment]] = {}
+    for d in deployments:
+        by_task.setdefault(d.task_name, []).append(d)
+    routes = {}
+    for task, found in by_task.items():
+        full = [d for d in found if d.rollout.stage == "full"]
+        active = [d for d in found if not d.rollout.finished]
+        newest = (active or full)[-1]
+        spec = specs[newest.task_spec.sha256]
+        live = (served_entry(full[-1]) if full else None) or teacher_entry(spec)
+        entry = RouteEntry(task=task, spec=newest.task_spec, live=live)
+        if active and (candidate := served_entry(active[-1])) is not None:
+            rollout = active[-1]
+            entry = entry.model_copy(
+                update={
+                    "candidate": candidate,
+                    "stage": rollout.rollout.stage,
+                    "share": rollout.share,
+                }
+            )
+        routes[task] = entry
+    return routes

@@ -3,6 +3,8 @@ gateway's factory, never at import."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -41,3 +43,13 @@ class DeployerSettings(BaseSettings):
     key_refresh_s: float = Field(
         default=1.0, gt=0, description="how often the gateway re-reads keys (revocations)"
     )
+
+    # --- the control plane ---
+    work_dir: Path | None = Field(
+        default=None, description="fetched models and server logs; null: <home>/deployer"
+    )
+    control_interval_s: float = Field(
+        default=1.0, gt=0, description="how often servers and routes are reconciled"
+    )
+    llama_n_ctx: int = Field(default=2048, ge=128)
+    llama_threads: int | None = Field(default=None, ge=1, description="null: llama.cpp's own")

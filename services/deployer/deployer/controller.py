@@ -1,0 +1,167 @@
+"""The control plane's loop: keep a server up for every deployment that needs one, and the
+routing bucket equal to what the deployments call for.
+
+Reconciling, not reacting: each pass reads the deployments from the database (the record of
+truth), starts what is missing, stops what is no longer needed, and writes only the routes
+that changed. A deployer restarted mid-rollout therefore restarts its servers and re-publishes
+its routes on the first pass, from the recorded stage; a pass that fails is logged and the
+next one tries again.
+
+Servers: a GGUF variant (engine llama.cpp) is started here as a local llama.cpp server. GAP
+(issue 13): a vLLM candidate (an adapter loaded into the shared vLLM server, or a quantized
+checkpoint in its own Deployment) is not started by this loop yet; vllm.py and manifests.py
+have the pieces. A transformers fallback for a non-GGUF variant on CPU is not built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from uuid import UUID
+
+from nats.js.errors import NoKeysError
+from nats.js.kv import KeyValue
+
+from shared.artifacts import AsyncArtifactStore
+from shared.db import Database
+from shared.logs import get_logger
+from shared.tasks import TaskSpec, spec_from_json
+
+from . import repository as repo
+from .llamacpp import LlamaCppServer, LlamaCppSpec
+from .routing import RouteEntry, desired_routes, put_route, teacher_entry
+from .servers import ModelServer
+from .settings import DeployerSettings
+
+log = get_logger(__name__)
+
+
+class Controller:
+    def __init__(
+        self,
+        db: Database,
+        artifacts: AsyncArtifactStore,
+        settings: DeployerSettings,
+        work_dir: Path,
+    ) -> None:
+        self._db = db
+        self._artifacts = artifacts
+        self._settings = settings
+        self._work_dir = work_dir
+        self._servers: dict[UUID, ModelServer] = {}
+        self._specs: dict[str, TaskSpec] = {}
+        self._published: dict[str, RouteEntry] = {}
+        self._bucket_read = False
+
+    async def _server_for(self, deployment: repo.Deployment) -> ModelServer | None:
+        if deployment.candidate_kind != "llama.cpp":
+            return None
+        ref = deployment.candidate
+        gguf = self._work_dir / "models" / f"{ref.sha256}.gguf"
+        if not gguf.exists():  # get_file checks the sha256 before the file is in place
+            await self._artifacts.get_file(ref, gguf)
+        spec = LlamaCppSpec(
+            gguf,
+            served_name=f"{deployment.task_name}-{ref.sha256[:12]}",
+            n_ctx=self._settings.llama_n_ctx,
+            n_threads=self._settings.llama_threads,
+        )
+        return LlamaCppServer(spec, self._work_dir / "logs")
+
+    async def serve(self) -> list[repo.Deployment]:
+        """Start servers that are missing, stop those no longer needed; the deployments."""
+        wanted = await repo.to_serve(self._db)
+        for gone in set(self._servers) - {d.deployment_id for d in wanted}:
+            await self._servers.pop(gone).stop()
+            log.info("model server stopped", deployment=str(gone))
+        for deployment in wanted:
+            if deployment.deployment_id in self._servers:
+                continue
+            server = await self._server_for(deployment)
+            if server is None:
+                continue
+            served = await server.start()
+            self._servers[deployment.deployment_id] = server
+            await repo.set_served(
+                self._db, deployment.deployment_id, "llama.cpp", served.base_url, served.model
+            )
+            log.info("model server started", deployment=str(deployment.deployment_id))
+        return await repo.to_serve(self._db)
+
+    async def _spec(self, deployment: repo.Deployment) -> TaskSpec:
+        ref = deployment.task_spec
+        if ref.sha256 not in self._specs:
+            self._specs[ref.sha256] = spec_from_json(await self._artifacts.get_bytes(ref))
+        return self._specs[ref.sha256]
+
+    async def _read_bucket(self, kv: KeyValue) -> None:
+        """What the bucket holds now: after a restart, the routes a previous process wrote."""
+        try:
+            tasks = await kv.keys()
+        except NoKeysError:
+            return
+        for task in tasks:
+            entry = await kv.get(task)
+            if entry.value:
+                self._published[task] = RouteEntry.model_validate_json(entry.value)
+
+    async def sync_routes(self, kv: KeyValue, deployments: list[repo.Deployment]) -> int:
+        """Write the routes that differ from what was last written; how many."""
+        if not self._bucket_read:
+            await self._read_bucket(kv)
+            self._bucket_read = True
+        specs = {d.task_spec.sha256: await self._spec(d) for d in deployments}
+        desired = desired_routes(deployments, specs)
+        # A task whose only rollout ended without a full student goes back to its teacher.
+        for task, old in self._published.items():
+            if task not in desired and (old.candidate is not None or old.live.kind != "teacher"):
+                spec = self._specs.get(old.spec.sha256) or spec_from_json(
+                    await self._artifacts.get_bytes(old.spec)
+                )
+                desired[task] = RouteEntry(task=task, spec=old.spec, live=teacher_entry(spec))
+        changed = 0
+        for task, entry in desired.items():
+            if self._published.get(task) != entry:
+                await put_route(kv, entry)
+                self._published[task] = entry
+                changed += 1
+        return changed
+
+    async def run_once(self, kv: KeyValue) -> int:
+        return await self.sync_routes(kv, await self.serve())
+
+    async def run(self, kv: KeyValue, stop: asyncio.Event, every_s: float = 1.0) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    await self.run_once(kv)
+                except Exception as exc:  # the database or bus away: the next pass retries
+                    log.error("control pass failed", error=repr(exc))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), every_s)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        for server in self._servers.values():
+            await server.stop()
+        self._servers.clear()
+
+
+class ControlLoop:
+    """The controller as one of the service's background loops (run from start-up to
+    shutdown next to the outbox relay, on the service's own bus connection)."""
+
+    name = "deployer-control"
+
+    def __init__(self, controller: Controller, every_s: float) -> None:
+        self.controller = controller
+        self.every_s = every_s
+
+    async def run(self, broker, stop: asyncio.Event) -> None:
+        from .routing import routes_bucket
+
+        connection = await broker.connect()
+        kv = await routes_bucket(connection.jetstream())
+        await self.controller.run(kv, stop, self.every_s)

