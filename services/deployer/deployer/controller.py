@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from pathlib import Path
+from typing import Protocol
 from uuid import UUID
 
 from nats.js.errors import NoKeysError
@@ -30,11 +31,22 @@ from shared.tasks import TaskSpec, spec_from_json
 
 from . import repository as repo
 from .llamacpp import LlamaCppServer, LlamaCppSpec
-from .routing import RouteEntry, desired_routes, put_route, teacher_entry
+from .rollout import ArmStats, Decision
+from .routing import RouteEntry, desired_routes, put_route, routes_bucket, teacher_entry
 from .servers import ModelServer
+from .service import Deps, advance
 from .settings import DeployerSettings
 
 log = get_logger(__name__)
+
+
+class MetricsSource(Protocol):
+    """The online metrics of a deployment's two arms over its current step: the candidate's
+    and the live model's. The feedback-collector computes them (by query, per model version
+    and stage); GAP (issue 13/14): the adapter that asks it is not built, so without a source
+    the loop never decides on its own and operators promote by hand."""
+
+    async def arm_stats(self, deployment: repo.Deployment) -> tuple[ArmStats, ArmStats]: ...
 
 
 class Controller:
@@ -44,8 +56,10 @@ class Controller:
         artifacts: AsyncArtifactStore,
         settings: DeployerSettings,
         work_dir: Path,
+        metrics: MetricsSource | None = None,
     ) -> None:
         self._db = db
+        self._metrics = metrics
         self._artifacts = artifacts
         self._settings = settings
         self._work_dir = work_dir
@@ -128,7 +142,28 @@ class Controller:
                 changed += 1
         return changed
 
+    async def decide(self) -> list[Decision]:
+        """The automatic rule, once, for every unfinished rollout whose arms have metrics."""
+        if self._metrics is None:
+            return []
+        deps = Deps(db=self._db, artifacts=self._artifacts, settings=self._settings)
+        decisions = []
+        for deployment in await repo.unfinished(self._db):
+            candidate, live = await self._metrics.arm_stats(deployment)
+            decision = await advance(deps, deployment.deployment_id, candidate, live)
+            if decision.action != "wait":
+                log.info(
+                    "rollout decided",
+                    deployment=str(deployment.deployment_id),
+                    action=decision.action,
+                    stage=decision.rollout.stage,
+                    reason=decision.rollout.reason[:300],
+                )
+            decisions.append(decision)
+        return decisions
+
     async def run_once(self, kv: KeyValue) -> int:
+        await self.decide()
         return await self.sync_routes(kv, await self.serve())
 
     async def run(self, kv: KeyValue, stop: asyncio.Event, every_s: float = 1.0) -> None:
@@ -160,8 +195,6 @@ class ControlLoop:
         self.every_s = every_s
 
     async def run(self, broker, stop: asyncio.Event) -> None:
-        from .routing import routes_bucket
-
         connection = await broker.connect()
         kv = await routes_bucket(connection.jetstream())
         await self.controller.run(kv, stop, self.every_s)
