@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -142,11 +143,15 @@ async def work(deps: Deps, job: Job | None, run: StageRun) -> Outcome | None:
         return None
     log_path = deps.work_dir / "logs" / f"{job.event.event_id}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    job_payload = payload(deps, job)
     async with deps.worker_slots:
         result = await run.process(
-            "quantizer.worker:quantize", payload(deps, job), QuantizeResult, log_path=log_path
+            "quantizer.worker:quantize", job_payload, QuantizeResult, log_path=log_path
         )
-    return await conclude(deps.artifacts, deps.settings, job, result)
+    outcome = await conclude(deps.artifacts, deps.settings, job, result)
+    # Everything worth keeping is in the artifact store now; a redelivery makes it again.
+    await asyncio.to_thread(shutil.rmtree, job_payload.out_dir, True)
+    return outcome
 
 
 async def record(uow: UnitOfWork, job: Job | None, outcome: Outcome | None) -> list[Event]:

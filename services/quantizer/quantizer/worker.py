@@ -43,7 +43,7 @@ def quantize(job: QuantizeJob, progress: Progress) -> QuantizeResult:
     diff = ml.merge(base, Path(job.adapter_dir), merged, probes, job.merge_tolerance)
     progress({"step": "merged", "max_abs_diff": diff})
 
-    runner = _Runner(job, tokenizer, prompts)
+    runner = _Runner(job, tokenizer, prompts, progress)
     measured = [runner.run("merged", merged, engines.TransformersEngine(merged, job.threads))]
     progress({"step": "evaluated", "variant": "merged"})
     if ggufs:
@@ -86,8 +86,10 @@ def _prompt(tokenizer: Any, system: str, text: str) -> str:
 class _Runner:
     """The golden rows through one engine: every reply, and timings on the timed rows."""
 
-    def __init__(self, job: QuantizeJob, tokenizer: Any, prompts: dict[str, str]) -> None:
-        self.job, self.tokenizer = job, tokenizer
+    def __init__(
+        self, job: QuantizeJob, tokenizer: Any, prompts: dict[str, str], progress: Progress
+    ) -> None:
+        self.job, self.tokenizer, self.progress = job, tokenizer, progress
         self.ids = {
             k: tokenizer(p, add_special_tokens=False)["input_ids"] for k, p in prompts.items()
         }
@@ -117,7 +119,11 @@ class _Runner:
 
         if self.job.timed_rows:
             reply(self.job.timed_rows[0])  # warm-up: first-call allocations are not latency
-        replies = {row_id: reply(row_id) for row_id in self.ids}
+        replies = {}
+        for n, row_id in enumerate(self.ids, 1):
+            replies[row_id] = reply(row_id)
+            if n % 10 == 0 or n == len(self.ids):
+                self.progress({"step": "answering", "variant": name, "rows": n})
         timed = [replies[r] for r in self.job.timed_rows]
         size = path.stat().st_size if path.is_file() else _dir_size(path)
         return Measured(
