@@ -40,18 +40,16 @@ class Sweeper:
 
 def build_router(ctx: ServiceContext, settings: FeedbackSettings) -> NatsRouter:
     deps = Deps(db=ctx.db, settings=settings)
-    for event_cls, handler in ((TrafficLogged, ingest_traces), (FeedbackRecorded, ingest_feedback)):
-        ctx.add_batch_consumer(
-            subscribe_batch(
-                event_cls,
-                handler,
-                service=NAME,
-                db=ctx.db,
-                policy=ctx.policy,
-                batch_size=settings.batch_size,
-                poll_s=settings.poll_s,
-            )
-        )
+    batch = {
+        "service": NAME,
+        "db": ctx.db,
+        "policy": ctx.policy,
+        "batch_size": settings.batch_size,
+        "poll_s": settings.poll_s,
+    }
+    # Spelled out per event (not a loop) so the catalog test can read what this service consumes.
+    ctx.add_batch_consumer(subscribe_batch(TrafficLogged, ingest_traces, **batch))
+    ctx.add_batch_consumer(subscribe_batch(FeedbackRecorded, ingest_feedback, **batch))
     ctx.add_batch_consumer(Sweeper(deps))
     router = NatsRouter()
     for stage in stages(deps):
