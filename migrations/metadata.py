@@ -15,6 +15,15 @@ import synth_data.models
 import trainer.models
 from shared.db.tables import Base
 
-__all__ = ["curation", "deployer", "evaluator", "feedback_collector", "quantizer", "shared", "synth_data", "trainer"]
+__all__ = [
+    "curation",
+    "deployer",
+    "evaluator",
+    "feedback_collector",
+    "quantizer",
+    "shared",
+    "synth_data",
+    "trainer",
+]
 
 metadata = Base.metadata
