@@ -13,6 +13,12 @@ Two checks make a cycle event from anyone but the platform's own flow harmless:
   never started and is refused without touching any cycle (`UnknownCycleError`). The stages
   downstream need no such record: NATS authorization lets only synth-data publish
   synth.completed, only curation dataset.published, and so on (shared/bus/auth.py).
+- A cycle.requested that reuses the id of a cycle synth-data already ran is a rerun only when
+  it asks for the same thing: the same task and resolved version (same spec), so it replays
+  from the response cache and yields the same batch. Another task or version under that id, a
+  cycle that has gone on to a later iteration, or one still running under another event is
+  refused the same way (`UnknownCycleError`), so a copied id can neither rewrite a cycle's
+  rows nor restart it.
 
 A spec that cannot be read or does not fit the event is permanent too (the stage gives up and
 the cycle ends).
@@ -33,6 +39,7 @@ from shared.tasks.registry import latest_spec
 from shared.tasks.tables import TaskSpecRow
 
 from . import domain, repository
+from .models import SynthRun
 
 log = get_logger(__name__)
 CycleEvent = CycleRequested | CycleIterationRequested
@@ -56,8 +63,16 @@ async def resolve_job(db: Database, artifacts: AsyncArtifactStore, event: CycleE
     """The spec, version, iteration and slices a cycle event asks for."""
     if isinstance(event, CycleIterationRequested):
         await check_iteration(db, event)
-    row = await registered_spec(db, event)
+    runs = await earlier_runs(db, event) if isinstance(event, CycleRequested) else []
+    try:
+        row = await registered_spec(db, event)
+    except PermanentError as exc:
+        if runs:  # a plain refusal would end, and rewrite the row of, the cycle it copies
+            raise UnknownCycleError(f"cycle {event.cycle_id} exists; {exc}") from exc
+        raise
     ref, version = row.ref(), row.version
+    if runs:
+        check_rerun(runs, event, version)
     try:
         spec = spec_from_json(await artifacts.get_bytes(ref), source=ref.uri)
     except (ArtifactError, TaskSpecError) as exc:
@@ -116,3 +131,28 @@ async def check_iteration(db: Database, event: CycleIterationRequested) -> None:
     current = await repository.get_run(db, cycle, n)
     if current is not None and current.event_id != str(event.event_id):
         raise UnknownCycleError(f"{where} was already started by event {current.event_id}")
+
+
+async def earlier_runs(db: Database, event: CycleRequested) -> list[SynthRun]:
+    """The runs of the cycle `event` names, unless it is new or this is its own redelivery."""
+    runs = await repository.runs_of(db, str(event.cycle_id))
+    return [] if not runs or runs[0].event_id == str(event.event_id) else runs
+
+
+def check_rerun(runs: list[SynthRun], event: CycleRequested, version: int) -> None:
+    """Refuse a cycle.requested that reuses a cycle id for anything but the same request."""
+    first, last = runs[0], runs[-1]
+    where = f"cycle {event.cycle_id} (last asked for by event {first.event_id})"
+    ran = (first.task_name, first.task_version)
+    if ran != (event.task_name, version):
+        raise UnknownCycleError(
+            f"{where} runs task {ran[0]!r} version {ran[1]}; a request for {event.task_name!r} "
+            f"version {version} may not reuse its id"
+        )
+    if last.iteration > 1:
+        raise UnknownCycleError(
+            f"{where} has gone on to iteration {last.iteration}; asking for it again would "
+            "restart it"
+        )
+    if first.status == "running":
+        raise UnknownCycleError(f"{where} is still running; its own event finishes it")

@@ -151,3 +151,13 @@ async def get_run(db: Database, cycle_id: str, iteration: int = 1) -> SynthRun |
         if row is not None:
             uow.session.expunge(row)
         return row
+
+
+async def runs_of(db: Database, cycle_id: str) -> list[SynthRun]:
+    """Every run row of a cycle, by iteration (detached: read-only snapshots)."""
+    async with db.uow() as uow:
+        stmt = select(SynthRun).where(SynthRun.cycle_id == cycle_id).order_by(SynthRun.iteration)
+        rows = list((await uow.session.scalars(stmt)).all())
+        for row in rows:
+            uow.session.expunge(row)
+        return rows
