@@ -208,13 +208,11 @@ async def test_corrupt_adapter_ends_the_cycle(sqlite_db, tmp_path, tiny_model_di
     assert out == {}
     assert failed.stage == "quantization" and world.adapter.sha256[:12] in failed.reason
     assert letter.error_kind == "permanent"
-    [row] = await _runs(sqlite_db)
-    assert row.status == "failed" and row.reason == failed.reason
-
-
-async def _runs(db: Database) -> list[QuantizationRow]:
-    async with db.uow() as uow:
-        return list((await uow.session.scalars(select(QuantizationRow))).all())
+    async with sqlite_db.uow() as uow:
+        rows = (
+            await uow.session.execute(select(QuantizationRow.status, QuantizationRow.reason))
+        ).all()
+    assert [tuple(r) for r in rows] == [("failed", failed.reason)]
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)

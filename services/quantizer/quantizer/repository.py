@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import select
-
-from shared.db import Database, UnitOfWork
+from shared.db import UnitOfWork
 from shared.events.catalog import EvaluationCompleted
 from shared.events.quantization import VariantReport, VariantSelected
 
@@ -66,14 +64,3 @@ async def add_failure(uow: UnitOfWork, event: EvaluationCompleted, reason: str) 
             created_at=datetime.now(UTC),
         )
     )
-
-
-async def runs(db: Database) -> list[QuantizationRow]:
-    async with db.uow() as uow:
-        return list((await uow.session.scalars(select(QuantizationRow))).all())
-
-
-async def variants(db: Database, run_id: int) -> list[VariantRow]:
-    async with db.uow() as uow:
-        found = await uow.session.scalars(select(VariantRow).where(VariantRow.run_id == run_id))
-        return list(found.all())
