@@ -27,6 +27,8 @@ from functools import cache
 from statistics import fmean
 from typing import Any
 
+from shared.tasks.values import values_match
+
 from .data import GoldenRow, ProbeRow
 
 NEGATIVE_SLICE = "negative"
@@ -49,24 +51,6 @@ def parse_reply(text: str) -> tuple[bool, Any]:
         return True, json.loads(body)
     except ValueError:
         return False, None
-
-
-def _norm_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.strip().casefold()
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, list):
-        return [_norm_value(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _norm_value(v) for k, v in value.items()}
-    return value
-
-
-def values_match(predicted: Any, expected: Any) -> bool:
-    return _norm_value(predicted) == _norm_value(expected)
 
 
 @cache

@@ -1,8 +1,8 @@
 """Golden-set rows and the spec's primary metric on replies: pure, engine-agnostic.
 
 Retention is a ratio of two scores made here with the same rules, the variant's over the merged
-model's, so it does not depend on how the evaluator words its report. The rules follow the
-evaluator's (values compared after trimming and case-folding strings, numbers as floats).
+model's, so it does not depend on how the evaluator words its report. Values compare by the
+evaluator's rule (shared.tasks.values).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from shared.tasks.values import normalise, values_match
 
 
 class GoldenRow(BaseModel):
@@ -49,29 +51,15 @@ def _parse(text: str) -> tuple[bool, Any]:
         return False, None
 
 
-def _norm(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.strip().casefold()
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, list):
-        return [_norm(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _norm(v) for k, v in value.items()}
-    return value
-
-
 def _fields(reply: str, expected: str) -> tuple[bool, dict[str, bool]]:
     """(whole row right, per-field right)."""
     ok, got = _parse(reply)
     golden_ok, golden = _parse(expected)
     if golden_ok and isinstance(golden, dict):
         got = got if ok and isinstance(got, dict) else {}
-        fields = {k: k in got and _norm(got[k]) == _norm(v) for k, v in golden.items()}
+        fields = {k: k in got and values_match(got[k], v) for k, v in golden.items()}
         return ok and all(fields.values()), fields
-    return _norm(reply) == _norm(expected), {}
+    return normalise(reply) == normalise(expected), {}
 
 
 def score(
