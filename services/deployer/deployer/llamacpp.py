@@ -18,7 +18,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .servers import LocalProcess, Served, free_port
+from shared.runtime.natsd import free_port
+
+from .servers import LocalProcess, ProcessServer
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ def command(spec: LlamaCppSpec, host: str, port: int) -> list[str]:
     return args
 
 
-class LlamaCppServer:
+class LlamaCppServer(ProcessServer):
     def __init__(self, spec: LlamaCppSpec, work_dir: Path, start_timeout_s: float = 120.0):
         self.spec = spec
         port = free_port()
@@ -52,13 +54,3 @@ class LlamaCppServer:
             start_timeout_s=start_timeout_s,
             health_path="/v1/models",
         )
-
-    async def start(self) -> Served:
-        await self.process.start()
-        return Served(f"{self.process.root}/v1", self.spec.served_name)
-
-    async def stop(self) -> None:
-        await self.process.stop()
-
-    async def healthy(self) -> bool:
-        return await self.process.healthy()

@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx2
 
@@ -37,12 +36,6 @@ class ModelServer(Protocol):
     async def start(self) -> Served: ...
     async def stop(self) -> None: ...
     async def healthy(self) -> bool: ...
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -111,3 +104,20 @@ class LocalProcess:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+
+class ProcessServer:
+    """A model server that is one LocalProcess: the lifecycle every local backend shares."""
+
+    process: LocalProcess
+    spec: Any  # the backend's spec; every one names the model it serves (served_name)
+
+    async def start(self) -> Served:
+        await self.process.start()
+        return Served(f"{self.process.root}/v1", self.spec.served_name)
+
+    async def stop(self) -> None:
+        await self.process.stop()
+
+    async def healthy(self) -> bool:
+        return await self.process.healthy()

@@ -26,8 +26,9 @@ from pathlib import Path
 import httpx2
 
 from shared.models.decoding import VLLM_STRUCTURED_OUTPUTS
+from shared.runtime.natsd import free_port
 
-from .servers import LocalProcess, Served, ServerError, free_port
+from .servers import LocalProcess, ProcessServer, ServerError
 
 RUNTIME_LORA_ENV = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
 
@@ -114,7 +115,7 @@ class VllmApi:
         return [m["id"] for m in response.json()["data"]]
 
 
-class VllmServer:
+class VllmServer(ProcessServer):
     """vLLM as a local process (a GPU machine without Kubernetes)."""
 
     def __init__(self, spec: VllmSpec, work_dir: Path, start_timeout_s: float = 900.0) -> None:
@@ -128,13 +129,3 @@ class VllmServer:
             start_timeout_s=start_timeout_s,
         )
         self.api = VllmApi(self.process.root)
-
-    async def start(self) -> Served:
-        await self.process.start()
-        return Served(f"{self.process.root}/v1", self.spec.served_name)
-
-    async def stop(self) -> None:
-        await self.process.stop()
-
-    async def healthy(self) -> bool:
-        return await self.process.healthy()
