@@ -11,11 +11,20 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
+from feedback_collector import repository as repo
 from feedback_collector.cycles import request_cycle
 from feedback_collector.handlers import build_router
 from feedback_collector.models import FeedbackRow, RejectionRow, RolloutRow, TraceRow
 from feedback_collector.policy import Policy
-from feedback_collector.service import Deps, build_training_data, stats, sweep
+from feedback_collector.service import (
+    Deps,
+    build_training_data,
+    ingest_feedback,
+    ingest_traces,
+    stats,
+    sweep,
+    trace_row,
+)
 from feedback_collector.settings import NAME, FeedbackSettings
 from shared.bus import JetStreamPublisher, make_broker
 from shared.db import Database, OutboxRow
@@ -209,3 +218,42 @@ async def _has(db: Database, model, n: int) -> bool:
 
 def _long_ago() -> datetime:
     return datetime.now(UTC) - timedelta(days=1)
+
+
+async def test_a_trace_and_its_feedback_committed_at_once_are_matched(db: Database):
+    """The two ingest consumers run side by side: under read committed each used to miss the
+    other's uncommitted rows, and the feedback waited until expiry. Held open on purpose here."""
+    rids = [uuid.uuid4() for _ in range(8)]
+
+    async def one(handler, event):
+        async with db.uow() as uow:
+            await handler(uow, [event])
+            # Still open while the other consumer's transaction runs: the interleaving that
+            # lost matches on PostgreSQL. (SQLite's BEGIN IMMEDIATE queues the second one.)
+            await asyncio.sleep(0.05)
+            await uow.commit()
+
+    for rid in rids:
+        pair = [
+            one(ingest_feedback, feedback(rid, "ann", "fixed")),
+            one(ingest_traces, traffic(rid, "q")),
+        ]
+        if rid.int % 2:
+            pair.reverse()
+        await asyncio.gather(*pair)
+    fb = await rows(db, FeedbackRow)
+    assert len(fb) == len(rids) and all(f.matched_at is not None for f in fb)
+
+
+async def test_the_sweep_matches_waiting_feedback_before_giving_up_on_it(db: Database):
+    rid = uuid.uuid4()
+    async with db.uow() as uow:
+        await ingest_feedback(uow, [feedback(rid, "ann", "fixed")])
+        await uow.commit()
+    async with db.uow() as uow:  # the trace lands without the matching step (an old release)
+        await repo.add_traces(uow.session, [trace_row(traffic(rid, "q"))])
+        await uow.commit()
+    deps = Deps(db=db, settings=SETTINGS)
+    await sweep(deps, now=datetime.now(UTC) + timedelta(days=SETTINGS.pending_feedback_days + 1))
+    assert await rows(db, RejectionRow) == []
+    assert all(f.matched_at is not None for f in await rows(db, FeedbackRow))

@@ -40,6 +40,17 @@ async def stages_of(session: AsyncSession, deployment_ids: set[str]) -> dict[str
     return {d: s for d, s in rows.all()}
 
 
+# pg_advisory_xact_lock key ("fbmatch" as an int): held from matching to commit by both ingest
+# consumers, so a trace batch and a feedback batch for the same request cannot each commit
+# without seeing the other (read committed); SQLite serializes its writers by itself.
+MATCH_LOCK = 0x66626D61746368
+
+
+async def lock_matching(session: AsyncSession) -> None:
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock(MATCH_LOCK)))
+
+
 async def match_pending(session: AsyncSession, request_ids: set[str], now: datetime) -> int:
     """Feedback that was waiting for one of these traces is matched now."""
     if not request_ids:
@@ -47,6 +58,20 @@ async def match_pending(session: AsyncSession, request_ids: set[str], now: datet
     result = await session.execute(
         update(FEEDBACK)
         .where(FEEDBACK.c.matched_at.is_(None), FEEDBACK.c.request_id.in_(request_ids))
+        .values(matched_at=now)
+    )
+    return result.rowcount or 0
+
+
+async def match_all_pending(session: AsyncSession, now: datetime) -> int:
+    """Every waiting feedback whose trace is stored: the sweep's safety net before expiry."""
+    result = await session.execute(
+        update(FEEDBACK)
+        .where(
+            FEEDBACK.c.matched_at.is_(None),
+            FEEDBACK.c.used_at.is_(None),
+            FEEDBACK.c.request_id.in_(select(TRACES.c.request_id)),
+        )
         .values(matched_at=now)
     )
     return result.rowcount or 0

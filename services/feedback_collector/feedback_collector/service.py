@@ -64,11 +64,13 @@ async def ingest_traces(uow: UnitOfWork, events: list[TrafficLogged]) -> None:
     missing = {str(e.deployment_id) for e in events if e.stage is None and e.deployment_id}
     stages = await repo.stages_of(session, missing)
     await repo.add_traces(session, [trace_row(e, stages.get(str(e.deployment_id))) for e in events])
+    await repo.lock_matching(session)
     await repo.match_pending(session, {str(e.request_id) for e in events}, now)
 
 
 async def ingest_feedback(uow: UnitOfWork, events: list[FeedbackRecorded]) -> None:
     now = _now()
+    await repo.lock_matching(uow.session)
     there = await repo.traced(uow.session, {str(e.request_id) for e in events})
     await repo.add_feedback(
         uow.session,
@@ -148,6 +150,7 @@ async def sweep(deps: Deps, now: datetime | None = None) -> int:
         deleted = await repo.delete_traces_before(
             uow.session, now - timedelta(days=s.trace_retention_days)
         )
+        await repo.match_all_pending(uow.session, now)
         cutoff = now - timedelta(days=s.pending_feedback_days)
         stale = await repo.pending_before(uow.session, cutoff)
         await repo.add_rejections(
