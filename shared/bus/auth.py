@@ -36,6 +36,7 @@ from pydantic import SecretStr
 
 from shared.events import CATALOG, STREAM_NAME
 from shared.events.catalog import IDENTITIES, SERVICES, DeadLettered
+from shared.events.values import KV_BUCKETS
 
 from .audit import AUDITOR
 from .audit import DURABLE as AUDIT_DURABLE
@@ -79,6 +80,26 @@ def consumer_grants(identity: str, subject: str) -> list[str]:
     ]
 
 
+def bucket_grants(bucket: str) -> list[str]:
+    """What a key-value bucket's user needs, on that bucket's stream only: make or look it up,
+    put (a publish to `$KV.<bucket>.<key>`), get (direct or message get), and watch (an
+    ordered push consumer it creates, answers flow control for and deletes)."""
+    stream = f"KV_{bucket}"
+    return [
+        f"$KV.{bucket}.>",
+        f"{STREAM_API}.INFO.{stream}",
+        f"{STREAM_API}.CREATE.{stream}",
+        f"{STREAM_API}.MSG.GET.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}.>",
+        f"{CONSUMER_API}.CREATE.{stream}",
+        f"{CONSUMER_API}.CREATE.{stream}.>",
+        f"{CONSUMER_API}.INFO.{stream}.>",
+        f"{CONSUMER_API}.DELETE.{stream}.>",
+        f"$JS.FC.{stream}.>",
+    ]
+
+
 def permissions(identity: str) -> Permissions:
     """The exact grants of a catalog identity; KeyError for a name the catalog does not know."""
     if identity not in IDENTITIES:
@@ -95,6 +116,9 @@ def permissions(identity: str) -> Permissions:
         publish += [f"{STREAM_API}.{verb}.{STREAM_NAME}" for verb in ("INFO", "CREATE")]
         for subject in subscribe:
             publish += consumer_grants(identity, subject)
+    for bucket, users in sorted(KV_BUCKETS.items()):
+        if identity in users:
+            publish += bucket_grants(bucket)
     subscribe.append(f"{inbox_prefix(identity)}.>")
     return Permissions(tuple(publish), tuple(subscribe))
 

@@ -26,6 +26,10 @@ INGEST: Who = frozenset({"ingest"})
 STAGES: Who = frozenset({"synth-data", "curation", "trainer", "evaluator", "quantizer", "deployer"})
 SERVICES: Who = STAGES | {"feedback-collector"}
 IDENTITIES: Who = SERVICES | OPS | INGEST
+# NATS key-value buckets (state beside the event stream) and the identities that use each:
+# the deployer's control plane writes each task's route, its gateways watch them.
+ROUTES_BUCKET = "deployer-routes"
+KV_BUCKETS: dict[str, Who] = {ROUTES_BUCKET: frozenset({"deployer"})}
 
 
 class Confusion(Frozen):

@@ -25,6 +25,7 @@ from shared.events.catalog import (
     TrafficLogged,
     TrainingProgressed,
 )
+from shared.events.values import ROUTES_BUCKET
 from tests.fixtures.infra import AuthNats
 
 SPEC = ArtifactRef(uri="file:///spec.yaml", sha256="0" * 64, size_bytes=1)
@@ -254,3 +255,27 @@ async def test_the_batched_consumer_reads_as_its_identity(auth_nats: AuthNats, s
         await running
     assert seen == [traffic]
     assert "Violation" not in auth_nats.server.log_path.read_text()
+
+
+async def test_only_the_deployer_keeps_and_watches_the_routes_bucket(auth_nats: AuthNats):
+    """What the control plane (create, put) and every gateway (get, watch) do, as the
+    deployer; any other identity is refused on the bucket's stream."""
+    async with connected(auth_nats, "deployer") as (nc, errors):
+        kv = await nc.jetstream(timeout=5).create_key_value(bucket=ROUTES_BUCKET, history=5)
+        await kv.put("toy", b"route-1")
+        assert (await kv.get("toy")).value == b"route-1"
+        watcher = await kv.watchall()
+        assert (await watcher.updates(timeout=5)).value == b"route-1"
+        await kv.put("toy", b"route-2")
+        # An initial-values marker (None) may come first; then the new revision.
+        got = await watcher.updates(timeout=5)
+        got = got if got is not None else await watcher.updates(timeout=5)
+        assert got.value == b"route-2"
+        await watcher.stop()
+        assert errors == []
+    async with connected(auth_nats, "evaluator") as (nc, errors):
+        with pytest.raises(TimeoutError):
+            await nc.jetstream(timeout=1).key_value(ROUTES_BUCKET)
+        await nc.publish(f"$KV.{ROUTES_BUCKET}.toy", b"forged")
+        await nc.flush()
+        assert await refused(errors, "publish", f"$KV.{ROUTES_BUCKET}.toy")

@@ -21,9 +21,10 @@ import yaml
 
 from shared.bus.audit import AUDITOR
 from shared.bus.audit import DURABLE as AUDIT_DURABLE
-from shared.bus.auth import deploy_conf, deploy_users, password_variable
+from shared.bus.auth import bucket_grants, deploy_conf, deploy_users, password_variable
 from shared.events import CATALOG
 from shared.events.catalog import IDENTITIES
+from shared.events.values import KV_BUCKETS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
@@ -613,7 +614,15 @@ def test_each_user_publishes_exactly_its_events_and_its_own_consumers(user: str)
     publish = nats_users()[user]["publish"]
     events = {subject for subject in publish if subject.startswith("distillery.")}
     assert events == {s for s, cls in CATALOG.items() if user in cls.producers}
-    jetstream = publish - events
+    # A key-value bucket's grants are scoped to that bucket's own stream (shared/bus/auth.py),
+    # given only to its users; they may delete their own watchers' ephemeral consumers there.
+    buckets = {g for b, who in KV_BUCKETS.items() if user in who for g in bucket_grants(b)}
+    assert buckets <= publish
+    for grant in buckets:
+        bucket = next(b for b in KV_BUCKETS if f"KV_{b}" in grant or f"$KV.{b}." in grant)
+        assert "STREAM.DELETE" not in grant and "PURGE" not in grant, grant
+        assert "CONSUMER.DELETE" not in grant or f"CONSUMER.DELETE.KV_{bucket}." in grant
+    jetstream = publish - events - buckets
     own = f".DISTILLERY.{user}--"
     for grant in jetstream:
         assert not any(verb in grant for verb in ("DELETE", "PURGE", "$JS.API.>")), grant

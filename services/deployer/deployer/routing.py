@@ -21,6 +21,7 @@ from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events.base import ArtifactRef
+from shared.events.values import ROUTES_BUCKET
 from shared.llm.hosts import operator_list, refusal, spec_list
 from shared.logs import get_logger
 from shared.tasks.spec import TaskSpec
@@ -31,7 +32,6 @@ from .repository import Deployment
 
 log = get_logger(__name__)
 
-ROUTES_BUCKET = "deployer-routes"
 SpecLoader = Callable[[ArtifactRef], Awaitable[TaskSpec]]
 
 
