@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -113,6 +114,21 @@ async def _log_bus_error(exc: Exception) -> None:
     log.warning("nats error", error=str(exc))
 
 
+async def _stream_info(js, attempts: int = 4):
+    # A whole platform starting at once on two cores (every service importing torch, every
+    # connection checked against a bcrypt hash) can keep the server from answering within
+    # the client's 5 s; that is a slow start, not a reason for the service to exit.
+    for attempt in range(1, attempts + 1):
+        try:
+            return await js.stream_info(STREAM_NAME)
+        except NatsTimeoutError:
+            if attempt == attempts:
+                raise
+            log.warning("stream info timed out; asking again", attempt=attempt)
+            await asyncio.sleep(attempt)
+    raise AssertionError("unreachable")
+
+
 async def ensure_stream(
     nats_url: str, policy: StreamPolicy | None = None, credentials: BusCredentials | None = None
 ) -> None:
@@ -133,7 +149,7 @@ async def ensure_stream(
     try:
         js = nc.jetstream()
         try:
-            info = await js.stream_info(STREAM_NAME)
+            info = await _stream_info(js)
         except NotFoundError:
             await js.add_stream(config)
             log.info("stream created", stream=STREAM_NAME)
