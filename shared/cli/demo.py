@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -213,6 +214,9 @@ def demo(
     except RegistryError as exc:
         raise fail(str(exc)) from None
     workdir = (home or Path(tempfile.mkdtemp(prefix="distillery-demo-"))).resolve()
+    # The gateway (a registered service) on a port of its own, as nats below: a `distillery
+    # up` or anything else on its default 8080 must not stop the demo.
+    os.environ.setdefault("DEPLOYER_GATEWAY_PORT", str(free_port()))
     rt = EmbeddedRuntime(
         workdir,
         specs,

@@ -46,7 +46,14 @@ BASE_IDENTITIES = ("ops", "ingest")
 # Runs whenever services do: a message on a subject no catalog event has is recorded, not lost.
 AUDITOR_SPEC = ServiceSpec(AUDITOR, "shared.runtime.auditor:create_app", "kernel")
 CREDENTIAL_ENV = ("DISTILLERY_NATS_USER", "DISTILLERY_NATS_PASSWORD")
+# Processes that are part of another service and speak on the bus as it: the gateway is the
+# deployer's data plane (the catalog names "deployer" as the producer of traffic.logged).
+BUS_IDENTITY_OF = {"gateway": "deployer"}
 Announce = Callable[[str], None]
+
+
+def bus_identity(service: str) -> str:
+    return BUS_IDENTITY_OF.get(service, service)
 
 
 class StartupError(Exception):
@@ -159,8 +166,8 @@ class EmbeddedRuntime:
     def make_credentials(self) -> str:
         """Each identity's credentials (made on first use, reused after), and the server's
         authorization block built from their hashes."""
-        names = [*BASE_IDENTITIES, *(spec.name for spec in self.specs)]
-        for name in names:
+        names = [*BASE_IDENTITIES, *(bus_identity(spec.name) for spec in self.specs)]
+        for name in dict.fromkeys(names):
             if name not in IDENTITIES and name != AUDITOR:
                 self.announce(
                     f"warning: service {name!r} is not a bus identity in the event catalog; "
@@ -171,13 +178,14 @@ class EmbeddedRuntime:
 
     def service_env(self) -> dict[str, dict[str, str]]:
         """Each service's own bus credentials, handed to it through its environment only."""
-        return {
-            spec.name: {
-                "DISTILLERY_NATS_USER": spec.name,
-                "DISTILLERY_NATS_PASSWORD": self.credentials[spec.name].password.get_secret_value(),
+        env: dict[str, dict[str, str]] = {}
+        for spec in self.specs:
+            who = bus_identity(spec.name)
+            env[spec.name] = {
+                "DISTILLERY_NATS_USER": who,
+                "DISTILLERY_NATS_PASSWORD": self.credentials[who].password.get_secret_value(),
             }
-            for spec in self.specs
-        }
+        return env
 
     def child_env(self) -> dict[str, str]:
         assert self.nats is not None

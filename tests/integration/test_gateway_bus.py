@@ -126,6 +126,13 @@ async def test_keys_routes_and_traces_through_the_real_parts(
                 if m.subject == TrafficLogged.subject
             )
             assert trace.arm == "teacher" and trace.task_name == task
+            rated = next(
+                FeedbackRecorded.model_validate_json(m.data)
+                for m in found
+                if m.subject == FeedbackRecorded.subject
+            )
+            # No x-distillery-user: the key stands for its user, so per-user caps still hold.
+            assert (rated.key_id, rated.user_id, rated.escalate) == ("app-1", "app-1", True)
 
             # Revoked: refused within the refresh interval, on this (and every) replica.
             assert await revoke_key(sqlite_db, "app-1")

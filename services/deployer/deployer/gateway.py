@@ -165,7 +165,9 @@ def create_gateway(deps: GatewayDeps) -> Starlette:
             key = admit(request)
             body = await read_json(request)
             task_of(body, key)
-            event = feedback_event(body)
+            event = feedback_event(
+                body, key_id=key.key_id, user_id=request.headers.get(USER_HEADER)
+            )
         except Refused as refused:
             return refused.response()
         deps.traces.offer(event)
@@ -217,11 +219,15 @@ def check_messages(messages: Any) -> None:
             )
 
 
-def feedback_event(body: dict[str, Any]) -> FeedbackRecorded:
+def feedback_event(
+    body: dict[str, Any], *, key_id: str | None = None, user_id: str | None = None
+) -> FeedbackRecorded:
     """`{"model": task, "request_id": ..., "rating"?, "correction"?, "escalate"?, "comment"?}`.
 
     The task is named by the client, not looked up by request id: the request may have been
     served by another replica, and a lookup table shared by all of them is not worth keeping.
+    The key is the one that sent it and the user the `x-distillery-user` header names (else
+    the key stands for its user): the feedback-collector caps contributions by both.
     """
     rating, correction = body.get("rating"), body.get("correction")
     escalate = body.get("escalate", False)
@@ -236,6 +242,8 @@ def feedback_event(body: dict[str, Any]) -> FeedbackRecorded:
             correction=correction,
             comment=body.get("comment"),
             escalate=escalate,
+            key_id=key_id,
+            user_id=user_id or key_id,
         )
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         raise Refused(400, f"invalid feedback: {exc}", "invalid_request_error") from None

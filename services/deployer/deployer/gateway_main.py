@@ -1,4 +1,6 @@
-"""Composition root of the gateway: `uvicorn deployer.gateway_main:create_app --factory`.
+"""Composition root of the gateway: `uvicorn deployer.gateway_main:create_app --factory`, or,
+under `distillery up`, `python -m shared.runtime.serve deployer.gateway_main:create_service`
+(the same app behind uvicorn, on DEPLOYER_GATEWAY_HOST:DEPLOYER_GATEWAY_PORT).
 
 Keys come from the deployer's table, re-read every `key_refresh_s` (a revoked key is refused
 within that on every replica); routes from the NATS KV bucket (routing.py); traces leave
@@ -80,3 +82,24 @@ def create_app(
     deps.background.append(lambda stop: refresh_keys(db, keys, own.key_refresh_s, stop))
     deps.background.append(lambda stop: follow_routes(bus, follower, stop))
     return create_gateway(deps)
+
+
+class GatewayProcess:
+    """The gateway as `shared.runtime.serve` runs a service: `await run()` until SIGTERM."""
+
+    def __init__(self, app: Starlette, host: str, port: int) -> None:
+        self.app, self.host, self.port = app, host, port
+
+    async def run(self) -> None:
+        import uvicorn  # the server only; the app above never needs it
+
+        config = uvicorn.Config(self.app, host=self.host, port=self.port, log_config=None)
+        log.info("gateway listening", url=f"http://{self.host}:{self.port}")
+        await uvicorn.Server(config).serve()
+
+
+def create_service(
+    settings: PlatformSettings | None = None, service_settings: DeployerSettings | None = None
+) -> GatewayProcess:
+    own = service_settings or DeployerSettings()
+    return GatewayProcess(create_app(settings, own), own.gateway_host, own.gateway_port)
