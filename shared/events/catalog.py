@@ -12,7 +12,14 @@ from uuid import UUID
 from pydantic import Field
 
 from .base import MAX_COUNT, MAX_ITEMS, ArtifactRef, Count, Event, Name, Reason
-from .production import DriftDetected, FeedbackRecorded, RolloutChanged, TrafficLogged
+from .production import (
+    ArmFigures,
+    DriftDetected,
+    FeedbackRecorded,
+    RolloutChanged,
+    RolloutMeasured,
+    TrafficLogged,
+)
 from .quantization import VariantReport, VariantSelected
 from .values import (
     IDENTITIES,
@@ -227,6 +234,7 @@ CATALOG: dict[str, type[Event]] = {
         QuantizationCompleted,
         VariantSelected,
         RolloutChanged,
+        RolloutMeasured,
         TrafficLogged,
         FeedbackRecorded,
         DriftDetected,
@@ -243,6 +251,7 @@ __all__ = [
     "OPS",
     "SERVICES",
     "STAGES",
+    "ArmFigures",
     "ChatMessage",
     "Confusion",
     "CycleFailed",
@@ -258,6 +267,7 @@ __all__ = [
     "QuantFormat",
     "QuantizationCompleted",
     "RolloutChanged",
+    "RolloutMeasured",
     "RolloutStage",
     "SynthCompleted",
     "TaskRegistered",

@@ -6,12 +6,13 @@ module only to keep each file readable.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import ClassVar, Literal
 from uuid import UUID
 
 from pydantic import Field
 
-from .base import ArtifactRef, Event, Name, Reason
+from .base import MAX_COUNT, ArtifactRef, Event, Frozen, Name, Reason
 from .values import INGEST, NOBODY, ChatMessage, RolloutStage, Who
 
 
@@ -26,6 +27,40 @@ class RolloutChanged(Event):
     stage: RolloutStage
     traffic_share: float = Field(ge=0, le=1)
     reason: Reason
+
+
+class ArmFigures(Frozen):
+    """One arm of a rollout over the current step's window: the rollout rule's inputs."""
+
+    requests: int = Field(ge=0, le=MAX_COUNT)
+    errors: int = Field(ge=0, le=MAX_COUNT)
+    rated: int = Field(default=0, ge=0, le=MAX_COUNT, description="requests with feedback")
+    negative: int = Field(default=0, ge=0, le=MAX_COUNT)
+    structured: int = Field(default=0, ge=0, le=MAX_COUNT, description="replies due as JSON")
+    schema_invalid: int = Field(default=0, ge=0, le=MAX_COUNT)
+    p95_ms: float | None = Field(default=None, ge=0)
+    compared: int = Field(default=0, ge=0, le=MAX_COUNT, description="shadow: paired replies")
+    agreed: int = Field(default=0, ge=0, le=MAX_COUNT)
+
+
+class RolloutMeasured(Event):
+    """The feedback-collector's online figures for an unfinished rollout's current step, the
+    candidate's next to the live model's over the same window; the deployer promotes or rolls
+    back on them. Sent when they change; `stage` and `traffic_share` name the step they were
+    counted for, so figures of a step already left are ignored."""
+
+    subject: ClassVar[str] = "distillery.rollout.measured.v1"
+    producers: ClassVar[Who] = frozenset({"feedback-collector"})
+    consumers: ClassVar[Who] = frozenset({"deployer"})
+    cycle_id: UUID | None = None
+    deployment_id: UUID
+    task_name: Name
+    stage: RolloutStage
+    traffic_share: float = Field(ge=0, le=1)
+    window_start: datetime
+    window_end: datetime
+    candidate: ArmFigures
+    live: ArmFigures
 
 
 class TrafficLogged(Event):

@@ -180,3 +180,52 @@ async def test_a_decision_on_a_stale_read_is_refused(deps: Deps):
     async with deps.db.uow() as uow:
         with pytest.raises(repo.StaleRevision):
             await repo.save_rollout(uow, stale, stale.rollout, 0.0)
+
+
+def measured(deployment, stage: str, share: float, candidate: dict, live: dict):
+    from shared.events.production import ArmFigures, RolloutMeasured
+
+    return RolloutMeasured(
+        producer="feedback-collector",
+        deployment_id=deployment.deployment_id,
+        task_name="toy-triage",
+        stage=stage,
+        traffic_share=share,
+        window_start="2026-12-01T00:00:00Z",
+        window_end="2026-12-01T00:05:00Z",
+        candidate=ArmFigures(**candidate),
+        live=ArmFigures(**live),
+    )
+
+
+async def test_the_collectors_figures_promote_once_and_stale_ones_are_ignored(deps: Deps):
+    event = selected(await put_spec(deps))
+    await deliver(deps, event)
+    (shadow,) = await repo.unfinished(deps.db)
+    few = measured(
+        shadow, "shadow", 0.0, {"requests": 10, "errors": 0}, {"requests": 10, "errors": 0}
+    )
+    await deliver(deps, few)  # below the spec's 50 shadow samples: wait
+    assert (await repo.get_deployment(deps.db, shadow.deployment_id)).rollout.stage == "shadow"
+
+    held = {"requests": 60, "errors": 0, "p95_ms": 90.0, "compared": 60, "agreed": 58}
+    enough = measured(shadow, "shadow", 0.0, held, {"requests": 60, "errors": 0, "p95_ms": 80.0})
+    await deliver(deps, enough)
+    await deliver(deps, enough)  # redelivered: decided once
+    # Figures still counted for shadow after the step moved on: nothing more is decided.
+    later = measured(shadow, "shadow", 0.0, {**held, "requests": 70}, {"requests": 70, "errors": 0})
+    await deliver(deps, later)
+    after = await repo.get_deployment(deps.db, shadow.deployment_id)
+    assert (after.rollout.stage, after.share) == ("ab", 0.1)
+    changes = await announced(deps.db)
+    assert [(c.stage, c.traffic_share) for c in changes] == [("shadow", 0.0), ("ab", 0.1)]
+    assert changes[-1].cycle_id == event.cycle_id and changes[-1].causation_id == enough.event_id
+
+
+async def test_a_shadow_that_disagrees_with_the_live_model_is_rolled_back(deps: Deps):
+    await deliver(deps, selected(await put_spec(deps)))
+    (shadow,) = await repo.unfinished(deps.db)
+    wrong = {"requests": 60, "errors": 0, "p95_ms": 90.0, "compared": 60, "agreed": 3}
+    await deliver(deps, measured(shadow, "shadow", 0.0, wrong, {"requests": 60, "errors": 0}))
+    after = await repo.get_deployment(deps.db, shadow.deployment_id)
+    assert after.rollout.stage == "rolled_back" and "agreement" in after.rollout.reason

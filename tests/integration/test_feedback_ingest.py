@@ -21,6 +21,7 @@ from feedback_collector.service import (
     build_training_data,
     ingest_feedback,
     ingest_traces,
+    report_rollouts,
     stats,
     sweep,
     trace_row,
@@ -257,3 +258,50 @@ async def test_the_sweep_matches_waiting_feedback_before_giving_up_on_it(db: Dat
     await sweep(deps, now=datetime.now(UTC) + timedelta(days=SETTINGS.pending_feedback_days + 1))
     assert await rows(db, RejectionRow) == []
     assert all(f.matched_at is not None for f in await rows(db, FeedbackRow))
+
+
+async def test_unfinished_rollouts_get_their_figures_once_per_change(db: Database):
+    from shared.events.production import RolloutMeasured
+
+    deployment = uuid.uuid4()
+    deps = Deps(db=db, settings=SETTINGS)
+    async with db.uow() as uow:
+        await repo.upsert_rollout(
+            uow.session,
+            {
+                "deployment_id": str(deployment),
+                "task_name": TASK,
+                "stage": "shadow",
+                "model_sha256": "a" * 64,
+                "traffic_share": 0.0,
+                "updated_at": datetime.now(UTC) - timedelta(minutes=1),
+            },
+        )
+        await uow.commit()
+    assert await report_rollouts(deps) == 0  # nothing served by the candidate yet
+
+    rid = uuid.uuid4()
+    async with db.uow() as uow:
+        await ingest_traces(
+            uow,
+            [
+                traffic(rid, "q", arm="teacher", completion='{"a": 1}'),
+                traffic(rid, "q", arm="shadow", completion='{"a": 1}', deployment_id=deployment),
+            ],
+        )
+        await ingest_feedback(uow, [feedback(rid, "ann", None, rating=-1)])
+        await uow.commit()
+    assert await report_rollouts(deps) == 1
+    assert await report_rollouts(deps) == 0  # unchanged: not sent again
+
+    async with db.uow() as uow:
+        payloads = (
+            await uow.session.scalars(
+                select(OutboxRow.payload).where(OutboxRow.subject == RolloutMeasured.subject)
+            )
+        ).all()
+    (sent,) = [RolloutMeasured.model_validate_json(p) for p in payloads]
+    assert (sent.deployment_id, sent.stage, sent.traffic_share) == (deployment, "shadow", 0.0)
+    assert (sent.candidate.requests, sent.candidate.compared, sent.candidate.agreed) == (1, 1, 1)
+    assert (sent.live.requests, sent.live.rated, sent.live.negative) == (1, 1, 1)
+    assert sent.candidate.rated == 0

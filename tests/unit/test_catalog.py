@@ -44,6 +44,7 @@ EXPECTED_SUBJECTS = {
     "distillery.quantization.completed.v1",
     "distillery.variant.selected.v1",
     "distillery.rollout.changed.v1",
+    "distillery.rollout.measured.v1",
     "distillery.traffic.logged.v1",
     "distillery.feedback.recorded.v1",
     "distillery.drift.detected.v1",

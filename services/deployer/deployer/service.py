@@ -6,7 +6,9 @@ quantization gets no variant, so for it a passing adapter evaluation (`evaluatio
 starts the rollout of that adapter (served as a LoRA on its base). A new candidate supersedes
 the task's unfinished rollout, rolled back with the reason.
 
-`advance` applies the automatic rule (rollout.decide) to a deployment's online metrics, and
+The `promotion` stage (promotion.py) applies the automatic rule (rollout.decide) to the
+feedback-collector's `rollout.measured`; `advance` does the same for a metrics source polled by
+the control loop (tests and tools), and
 `operate` an operator's promote / rollback / pause / resume. Both record the new stage and its
 `rollout.changed` in one transaction, under the row's revision, so a crash between deciding
 and recording loses nothing, and two writers never both win.
@@ -29,6 +31,7 @@ from shared.runtime.stage import Stage, StageRun
 from shared.tasks import TaskSpec, TaskSpecError, spec_from_json
 
 from . import repository as repo
+from .promotion import promotion_stage
 from .rollout import ArmStats, Decision, Policy, Rollout, decide, pause, promote, rollback
 from .settings import NAME, DeployerSettings
 
@@ -77,7 +80,12 @@ def stages(deps: Deps) -> list[Stage]:
             description="start a rollout of a passing adapter when the task asks for no "
             "quantization (otherwise the quantizer's variant.selected does)",
         ),
+        promotion_stage(deps.db, partial(_policy_of, deps)),
     ]
+
+
+async def _policy_of(deps: Deps, deployment: repo.Deployment) -> Policy:
+    return policy_for(await _spec(deps, deployment))
 
 
 async def load_spec(artifacts: AsyncArtifactStore, ref: ArtifactRef) -> TaskSpec:

@@ -1,4 +1,5 @@
-"""The bus edge: the two batched ingest consumers, the rollout stage and the retention sweep."""
+"""The bus edge: the two batched ingest consumers, the rollout stage, the retention sweep and
+the rollout figures' reporter."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from shared.events import FeedbackRecorded, TrafficLogged
 from shared.logs import get_logger
 from shared.runtime.service import ServiceContext
 
-from .service import Deps, ingest_feedback, ingest_traces, stages, sweep
+from .service import Deps, ingest_feedback, ingest_traces, report_rollouts, stages, sweep
 from .settings import NAME, FeedbackSettings
 
 log = get_logger(__name__)
@@ -38,6 +39,24 @@ class Sweeper:
                 await asyncio.wait_for(stop.wait(), self.deps.settings.sweep_every_s)
 
 
+class Reporter:
+    """Sends `rollout.measured` every `metrics_every_s` for as long as the service runs."""
+
+    name = f"{NAME}-rollout-metrics"
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    async def run(self, broker: NatsBroker, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await report_rollouts(self.deps)
+            except Exception as exc:  # the next round retries; ingest must not stop
+                log.warning("rollout metrics not sent", error=repr(exc))
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.deps.settings.metrics_every_s)
+
+
 def build_router(ctx: ServiceContext, settings: FeedbackSettings) -> NatsRouter:
     deps = Deps(db=ctx.db, settings=settings)
     batch = {
@@ -51,6 +70,7 @@ def build_router(ctx: ServiceContext, settings: FeedbackSettings) -> NatsRouter:
     ctx.add_batch_consumer(subscribe_batch(TrafficLogged, ingest_traces, **batch))
     ctx.add_batch_consumer(subscribe_batch(FeedbackRecorded, ingest_feedback, **batch))
     ctx.add_batch_consumer(Sweeper(deps))
+    ctx.add_batch_consumer(Reporter(deps))
     router = NatsRouter()
     for stage in stages(deps):
         ctx.add_stage(router, stage)

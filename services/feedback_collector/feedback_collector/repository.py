@@ -206,6 +206,38 @@ async def window(session: AsyncSession, task: str, since: datetime) -> list[tupl
     return [tuple(r) for r in rows.all()]
 
 
+async def unfinished_rollouts(session: AsyncSession) -> list[RolloutRow]:
+    rows = await session.scalars(
+        select(RolloutRow).where(RolloutRow.stage.in_(("shadow", "ab"))).order_by(RolloutRow.id)
+    )
+    return list(rows.all())
+
+
+async def arm_window(session: AsyncSession, task: str, since: datetime) -> list[tuple]:
+    """(request_id, deployment_id, arm, latency_ms, error, completion, rating, escalate) rows
+    of the task's traces since `since`, each with its worst rating."""
+    fb = (
+        select(FEEDBACK.c.request_id, func.min(FEEDBACK.c.rating).label("rating"))
+        .where(FEEDBACK.c.task_name == task)
+        .group_by(FEEDBACK.c.request_id)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(
+            TRACES.c.request_id,
+            TRACES.c.deployment_id,
+            TRACES.c.arm,
+            TRACES.c.latency_ms,
+            TRACES.c.error,
+            TRACES.c.completion,
+            fb.c.rating,
+        )
+        .select_from(TRACES.outerjoin(fb, fb.c.request_id == TRACES.c.request_id))
+        .where(TRACES.c.task_name == task, TRACES.c.occurred_at >= since)
+    )
+    return [tuple(r) for r in rows.all()]
+
+
 # --- cycles ---
 
 

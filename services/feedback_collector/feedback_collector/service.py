@@ -10,16 +10,19 @@ A table keeps it for `pending_feedback_days`; after that it is recorded as a rej
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 from shared.db import Database, UnitOfWork
 from shared.events import Event, FeedbackRecorded, RolloutChanged, TrafficLogged
+from shared.events.production import ArmFigures, RolloutMeasured
 from shared.runtime.stage import Stage, StageRun
 
 from . import repository as repo
+from .arms import arms
 from .domain import Build, Feedback, Guards, Trace, build
-from .settings import FeedbackSettings
+from .settings import NAME, FeedbackSettings
 from .stats import Figures, figures
 
 
@@ -27,6 +30,8 @@ from .stats import Figures, figures
 class Deps:
     db: Database
     settings: FeedbackSettings
+    # What rollout.measured last said per deployment, so unchanged figures are not sent again.
+    reported: dict[str, tuple] = field(default_factory=dict)
 
 
 def _now() -> datetime:
@@ -137,6 +142,45 @@ def stages(deps: Deps) -> list[Stage]:
             ends_cycle=False,
         )
     ]
+
+
+# --- online figures of unfinished rollouts, for the deployer's rule ---
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite drops the zone
+
+
+async def report_rollouts(deps: Deps, now: datetime | None = None) -> int:
+    """`rollout.measured` for every rollout in shadow or A/B whose figures changed, counted
+    since the collector recorded its current step; returns how many were sent."""
+    now = now or _now()
+    async with deps.db.uow() as uow:
+        sent: dict[str, tuple] = {}
+        for r in await repo.unfinished_rollouts(uow.session):
+            candidate, live = arms(
+                await repo.arm_window(uow.session, r.task_name, r.updated_at), r.deployment_id
+            )
+            said = (r.stage, r.traffic_share, candidate, live)
+            if deps.reported.get(r.deployment_id) == said or candidate.requests == 0:
+                continue
+            await uow.publish(
+                RolloutMeasured(
+                    producer=NAME,
+                    deployment_id=UUID(r.deployment_id),
+                    task_name=r.task_name,
+                    stage=r.stage,  # type: ignore[arg-type]
+                    traffic_share=r.traffic_share,
+                    window_start=_utc(r.updated_at),
+                    window_end=now,
+                    candidate=ArmFigures(**asdict(candidate)),
+                    live=ArmFigures(**asdict(live)),
+                )
+            )
+            sent[r.deployment_id] = said
+        await uow.commit()
+    deps.reported.update(sent)
+    return len(sent)
 
 
 # --- retention ---

@@ -27,6 +27,9 @@ class FeedbackSettings(BaseSettings):
         "and recorded as a rejected contribution (reason: trace_missing)",
     )
     sweep_every_s: float = Field(default=300.0, gt=0, description="how often retention runs")
+    metrics_every_s: float = Field(
+        default=5.0, gt=0, description="how often unfinished rollouts' figures are sent"
+    )
     # --- poisoning guards ---
     max_per_user: int = Field(
         default=20, ge=1, description="corrections one user may contribute per task and build"
