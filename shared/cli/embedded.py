@@ -15,7 +15,7 @@ import json
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -50,6 +50,18 @@ CREDENTIAL_ENV = ("DISTILLERY_NATS_USER", "DISTILLERY_NATS_PASSWORD")
 # deployer's data plane (the catalog names "deployer" as the producer of traffic.logged).
 BUS_IDENTITY_OF = {"gateway": "deployer"}
 Announce = Callable[[str], None]
+
+
+# Where the gateway listens: DeployerSettings' env variables and defaults (shared does not
+# import a service; tests/unit/test_embedded_gateway.py holds the two equal).
+GATEWAY_HOST = ("DEPLOYER_GATEWAY_HOST", "127.0.0.1")
+GATEWAY_PORT = ("DEPLOYER_GATEWAY_PORT", "8080")
+
+
+def gateway_url(env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    host, port = env.get(*GATEWAY_HOST), env.get(*GATEWAY_PORT)
+    return f"http://{host}:{port}/v1"
 
 
 def bus_identity(service: str) -> str:
@@ -144,6 +156,11 @@ class EmbeddedRuntime:
             if self.specs:
                 names = ", ".join(f"{s.name} ({s.entry})" for s in self.specs)
                 self.announce(f"services     {names}")
+                if any(s.name == "gateway" for s in self.specs):
+                    self.announce(
+                        f"gateway      {gateway_url()}  (OpenAI API; a key: `distillery gateway "
+                        "keys create NAME --task TASK`)"
+                    )
             else:
                 self.announce(
                     f"no services registered or selected (entry points `{GROUP}`, "
