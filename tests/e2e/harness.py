@@ -72,6 +72,8 @@ def running(tmp_path: Path, **env: str) -> Iterator[Path]:
     home = tmp_path / "home"
     home.mkdir()
     child_env = _env()
+    # The gateway on a port of its own: anything on its default 8080 must not fail the test.
+    env.setdefault("DEPLOYER_GATEWAY_PORT", str(free_port()))
     child_env.update(DISTILLERY_SERVICES=",".join(SERVICES), DISTILLERY_ACK_WAIT_S="20", **env)
     out = tmp_path / "up.out"
     with out.open("wb") as log:

@@ -285,8 +285,17 @@ async def test_unfinished_rollouts_get_their_figures_once_per_change(db: Databas
         await ingest_traces(
             uow,
             [
-                traffic(rid, "q", arm="teacher", completion='{"a": 1}'),
-                traffic(rid, "q", arm="shadow", completion='{"a": 1}', deployment_id=deployment),
+                traffic(rid, "q", arm="teacher", completion='{"a": 1}', stage="shadow"),
+                traffic(
+                    rid,
+                    "q",
+                    arm="shadow",
+                    completion='{"a": 1}',
+                    deployment_id=deployment,
+                    stage="shadow",
+                ),
+                # Served at another step (a late copy, or before the rollout): not counted.
+                traffic(uuid.uuid4(), "q", arm="teacher", stage="ab"),
             ],
         )
         await ingest_feedback(uow, [feedback(rid, "ann", None, rating=-1)])

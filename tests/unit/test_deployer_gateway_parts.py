@@ -109,3 +109,14 @@ def test_teacher_rendering_and_client_prompts():
     passed = render({**body, "messages": own}, SPEC, STUDENT)
     assert passed.source == "client" and passed.body["messages"] == own
     assert "response_format" not in passed.body
+
+
+def test_feedback_names_its_key_and_a_user_only_under_that_key():
+    from deployer.gateway import feedback_event
+
+    body = {"model": "toy", "request_id": "6f1c2a7e-3b1d-4c55-9a51-2f7c8f0e1d2a", "rating": 1}
+    named = feedback_event(body, key_id="app-1", user_id="ann")
+    assert (named.key_id, named.user_id) == ("app-1", "app-1/ann")
+    # No header: the key stands for its user; no key can name another key's users.
+    assert feedback_event(body, key_id="app-2").user_id == "app-2"
+    assert feedback_event(body, key_id="app-2", user_id="app-1/ann").user_id == "app-2/app-1/ann"

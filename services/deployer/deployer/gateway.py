@@ -226,8 +226,10 @@ def feedback_event(
 
     The task is named by the client, not looked up by request id: the request may have been
     served by another replica, and a lookup table shared by all of them is not worth keeping.
-    The key is the one that sent it and the user the `x-distillery-user` header names (else
-    the key stands for its user): the feedback-collector caps contributions by both.
+    The key is the one that sent it and the user the `x-distillery-user` header names, under
+    that key (`key/user`, so no key can speak for another key's users; with no header the
+    key stands for its user): the feedback-collector caps contributions by both. A key vouches
+    for the users it names, so one key inventing users is held by its per-key cap.
     """
     rating, correction = body.get("rating"), body.get("correction")
     escalate = body.get("escalate", False)
@@ -243,7 +245,7 @@ def feedback_event(
             comment=body.get("comment"),
             escalate=escalate,
             key_id=key_id,
-            user_id=user_id or key_id,
+            user_id=f"{key_id}/{user_id}"[:128] if key_id and user_id else user_id or key_id,
         )
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         raise Refused(400, f"invalid feedback: {exc}", "invalid_request_error") from None

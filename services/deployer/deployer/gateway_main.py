@@ -93,7 +93,14 @@ class GatewayProcess:
     async def run(self) -> None:
         import uvicorn  # the server only; the app above never needs it
 
-        config = uvicorn.Config(self.app, host=self.host, port=self.port, log_config=None)
+        # Within the supervisor's 10 s between SIGTERM and SIGKILL, so buffered traces flush.
+        config = uvicorn.Config(
+            self.app,
+            host=self.host,
+            port=self.port,
+            log_config=None,
+            timeout_graceful_shutdown=5,
+        )
         log.info("gateway listening", url=f"http://{self.host}:{self.port}")
         await uvicorn.Server(config).serve()
 

@@ -213,9 +213,10 @@ async def unfinished_rollouts(session: AsyncSession) -> list[RolloutRow]:
     return list(rows.all())
 
 
-async def arm_window(session: AsyncSession, task: str, since: datetime) -> list[tuple]:
-    """(request_id, deployment_id, arm, latency_ms, error, completion, rating, escalate) rows
-    of the task's traces since `since`, each with its worst rating."""
+async def arm_window(session: AsyncSession, task: str, stage: str, since: datetime) -> list[tuple]:
+    """(request_id, deployment_id, arm, latency_ms, error, completion, rating) rows of the
+    task's traces served at rollout stage `stage` since `since`, each with its worst rating.
+    The stage filter keeps late shadow copies out of the A/B step that followed."""
     fb = (
         select(FEEDBACK.c.request_id, func.min(FEEDBACK.c.rating).label("rating"))
         .where(FEEDBACK.c.task_name == task)
@@ -233,7 +234,11 @@ async def arm_window(session: AsyncSession, task: str, since: datetime) -> list[
             fb.c.rating,
         )
         .select_from(TRACES.outerjoin(fb, fb.c.request_id == TRACES.c.request_id))
-        .where(TRACES.c.task_name == task, TRACES.c.occurred_at >= since)
+        .where(
+            TRACES.c.task_name == task,
+            TRACES.c.stage == stage,
+            TRACES.c.occurred_at >= since,
+        )
     )
     return [tuple(r) for r in rows.all()]
 

@@ -153,34 +153,42 @@ def _utc(moment: datetime) -> datetime:
 
 async def report_rollouts(deps: Deps, now: datetime | None = None) -> int:
     """`rollout.measured` for every rollout in shadow or A/B whose figures changed, counted
-    since the collector recorded its current step; returns how many were sent."""
+    since the collector recorded its current step; returns how many were sent. Read in one
+    short transaction, figured outside any (SQLite's write lock is held by every unit of
+    work), published in a second."""
     now = now or _now()
     async with deps.db.uow() as uow:
-        sent: dict[str, tuple] = {}
-        for r in await repo.unfinished_rollouts(uow.session):
-            candidate, live = arms(
-                await repo.arm_window(uow.session, r.task_name, r.updated_at), r.deployment_id
+        rollouts = [
+            (r.deployment_id, r.task_name, r.stage, r.traffic_share, _utc(r.updated_at))
+            for r in await repo.unfinished_rollouts(uow.session)
+        ]
+        windows = {r[0]: await repo.arm_window(uow.session, r[1], r[2], r[4]) for r in rollouts}
+    events, said = [], {}
+    for deployment_id, task, stage, share, since in rollouts:
+        candidate, live = arms(windows[deployment_id], deployment_id)
+        now_said = (stage, share, candidate, live)
+        if deps.reported.get(deployment_id) == now_said or candidate.requests == 0:
+            continue
+        said[deployment_id] = now_said
+        events.append(
+            RolloutMeasured(
+                producer=NAME,
+                deployment_id=UUID(deployment_id),
+                task_name=task,
+                stage=stage,  # type: ignore[arg-type]
+                traffic_share=share,
+                window_start=since,
+                window_end=now,
+                candidate=ArmFigures(**asdict(candidate)),
+                live=ArmFigures(**asdict(live)),
             )
-            said = (r.stage, r.traffic_share, candidate, live)
-            if deps.reported.get(r.deployment_id) == said or candidate.requests == 0:
-                continue
-            await uow.publish(
-                RolloutMeasured(
-                    producer=NAME,
-                    deployment_id=UUID(r.deployment_id),
-                    task_name=r.task_name,
-                    stage=r.stage,  # type: ignore[arg-type]
-                    traffic_share=r.traffic_share,
-                    window_start=_utc(r.updated_at),
-                    window_end=now,
-                    candidate=ArmFigures(**asdict(candidate)),
-                    live=ArmFigures(**asdict(live)),
-                )
-            )
-            sent[r.deployment_id] = said
-        await uow.commit()
-    deps.reported.update(sent)
-    return len(sent)
+        )
+    if events:
+        async with deps.db.uow() as uow:
+            await uow.publish(*events)
+            await uow.commit()
+    deps.reported.update(said)
+    return len(events)
 
 
 # --- retention ---
@@ -191,10 +199,13 @@ async def sweep(deps: Deps, now: datetime | None = None) -> int:
     now = now or _now()
     s = deps.settings
     async with deps.db.uow() as uow:
+        # Matched under the ingest consumers' lock, and before retention deletes a trace that
+        # feedback waiting for it would have found.
+        await repo.lock_matching(uow.session)
+        await repo.match_all_pending(uow.session, now)
         deleted = await repo.delete_traces_before(
             uow.session, now - timedelta(days=s.trace_retention_days)
         )
-        await repo.match_all_pending(uow.session, now)
         cutoff = now - timedelta(days=s.pending_feedback_days)
         stale = await repo.pending_before(uow.session, cutoff)
         await repo.add_rejections(
