@@ -130,6 +130,15 @@ def events_of(home: Path, cycle_id: str) -> list[tuple[str, dict]]:
     return [(s, json.loads(p)) for s, p in rows]
 
 
+def in_order(events: list[tuple[str, dict]], expected: list) -> list[dict]:
+    """The payloads of the `expected` events, asserting exactly that sequence: every step
+    once, no duplicate from any redelivery."""
+    wanted = {e.subject for e in expected}
+    subjects = [s for s, _ in events if s in wanted]
+    assert subjects == [e.subject for e in expected], json.dumps(events, indent=1)[-3000:]
+    return [p for s, p in events if s in wanted]
+
+
 def logs(home: Path) -> str:
     return "\n".join(
         f"--- {p.name}\n{p.read_text()[-3000:]}" for p in (home / "logs").glob("*.log")

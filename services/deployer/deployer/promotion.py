@@ -12,7 +12,7 @@ loses whole (StaleRevision: the event is retried and meets the new step).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
 
 from shared.db import UnitOfWork
@@ -75,7 +75,7 @@ async def record(uow: UnitOfWork, step: Step, _: None) -> list[Event]:
         action=decision.action,
         stage=decision.rollout.stage,
         why=list(decision.reasons),
-        candidate=asdict(_stats(event.candidate)),
+        candidate=event.candidate.model_dump(),
     )
     return [
         event.caused(

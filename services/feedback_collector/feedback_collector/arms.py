@@ -10,23 +10,11 @@ JSON values, or equal text once case and spacing are ignored.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+
+from shared.events.production import ArmFigures
 
 from .domain import is_negative, normalise
 from .stats import percentile
-
-
-@dataclass(frozen=True)
-class Arm:
-    requests: int = 0
-    errors: int = 0
-    rated: int = 0
-    negative: int = 0
-    structured: int = 0
-    schema_invalid: int = 0
-    p95_ms: float | None = None
-    compared: int = 0
-    agreed: int = 0
 
 
 def _parsed(text: str) -> object | None:
@@ -43,10 +31,10 @@ def same_answer(a: str, b: str) -> bool:
     return normalise(a) == normalise(b)
 
 
-def _arm(rows: list[tuple], schema: bool, pairs: list[tuple[str, str]] | None = None) -> Arm:
+def _arm(rows: list[tuple], schema: bool, pairs: list[tuple[str, str]] | None = None) -> ArmFigures:
     answered = [r for r in rows if not r[4]]
     rated = [r for r in rows if r[2] != "shadow" and r[6] is not None]
-    return Arm(
+    return ArmFigures(
         requests=len(rows),
         errors=len(rows) - len(answered),
         rated=len(rated),
@@ -59,7 +47,9 @@ def _arm(rows: list[tuple], schema: bool, pairs: list[tuple[str, str]] | None = 
     )
 
 
-def arms(rows: list[tuple], deployment_id: str, *, schema: bool = True) -> tuple[Arm, Arm]:
+def arms(
+    rows: list[tuple], deployment_id: str, *, schema: bool = True
+) -> tuple[ArmFigures, ArmFigures]:
     """(candidate, live) from `repository.arm_window` rows."""
     candidate = [r for r in rows if r[1] == deployment_id]
     live = [r for r in rows if r[1] != deployment_id and r[2] != "shadow"]

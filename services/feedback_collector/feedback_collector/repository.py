@@ -177,9 +177,9 @@ async def rejections(session: AsyncSession, task: str) -> list[RejectionRow]:
 # --- metrics ---
 
 
-async def window(session: AsyncSession, task: str, since: datetime) -> list[tuple]:
-    """(model_version, stage, arm, latency_ms, error, completion, negative?, escalate?) rows."""
-    fb = (
+def _feedback_by_request(task: str):
+    """Per request id of the task: its worst rating and whether anyone escalated it."""
+    return (
         select(
             FEEDBACK.c.request_id,
             func.min(FEEDBACK.c.rating).label("rating"),
@@ -189,6 +189,11 @@ async def window(session: AsyncSession, task: str, since: datetime) -> list[tupl
         .group_by(FEEDBACK.c.request_id)
         .subquery()
     )
+
+
+async def window(session: AsyncSession, task: str, since: datetime) -> list[tuple]:
+    """(model_version, stage, arm, latency_ms, error, completion, negative?, escalate?) rows."""
+    fb = _feedback_by_request(task)
     rows = await session.execute(
         select(
             TRACES.c.model_version,
@@ -217,12 +222,7 @@ async def arm_window(session: AsyncSession, task: str, stage: str, since: dateti
     """(request_id, deployment_id, arm, latency_ms, error, completion, rating) rows of the
     task's traces served at rollout stage `stage` since `since`, each with its worst rating.
     The stage filter keeps late shadow copies out of the A/B step that followed."""
-    fb = (
-        select(FEEDBACK.c.request_id, func.min(FEEDBACK.c.rating).label("rating"))
-        .where(FEEDBACK.c.task_name == task)
-        .group_by(FEEDBACK.c.request_id)
-        .subquery()
-    )
+    fb = _feedback_by_request(task)
     rows = await session.execute(
         select(
             TRACES.c.request_id,

@@ -10,13 +10,13 @@ A table keeps it for `pending_feedback_days`; after that it is recorded as a rej
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from shared.db import Database, UnitOfWork
 from shared.events import Event, FeedbackRecorded, RolloutChanged, TrafficLogged
-from shared.events.production import ArmFigures, RolloutMeasured
+from shared.events.production import RolloutMeasured
 from shared.runtime.stage import Stage, StageRun
 
 from . import repository as repo
@@ -179,8 +179,8 @@ async def report_rollouts(deps: Deps, now: datetime | None = None) -> int:
                 traffic_share=share,
                 window_start=since,
                 window_end=now,
-                candidate=ArmFigures(**asdict(candidate)),
-                live=ArmFigures(**asdict(live)),
+                candidate=candidate,
+                live=live,
             )
         )
     if events:
