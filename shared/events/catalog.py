@@ -15,6 +15,7 @@ from .base import MAX_COUNT, MAX_ITEMS, ArtifactRef, Count, Event, Name, Reason
 from .production import (
     ArmFigures,
     DriftDetected,
+    FeedbackDatasetPublished,
     FeedbackRecorded,
     RolloutChanged,
     RolloutMeasured,
@@ -64,6 +65,11 @@ class CycleRequested(Event):
         default=None, description="the applied spec; null: synth-data looks the task up"
     )
     reason: CycleReason = "manual"
+    feedback_dataset: ArtifactRef | None = Field(
+        default=None,
+        description="production feedback rows (feedback.dataset.published) for curation to "
+        "merge into this cycle's dataset",
+    )
 
 
 class CycleIterationRequested(Event):
@@ -89,7 +95,8 @@ class CycleIterationRequested(Event):
 class CycleFailed(Event):
     subject: ClassVar[str] = "distillery.cycle.failed.v1"
     producers: ClassVar[Who] = STAGES
-    consumers: ClassVar[Who] = NOBODY
+    # The retrain policy counts cycles in flight: a failed one must free its task.
+    consumers: ClassVar[Who] = frozenset({"feedback-collector"})
     cycle_id: UUID
     task_name: Name
     stage: Literal["synth", "curation", "training", "evaluation", "quantization", "rollout"]
@@ -111,6 +118,9 @@ class SynthCompleted(Event):
     prompt_tokens: int = Field(default=0, ge=0, le=2**53)
     completion_tokens: int = Field(default=0, ge=0, le=2**53)
     cost_usd: float = Field(default=0.0, ge=0)
+    feedback_dataset: ArtifactRef | None = Field(
+        default=None, description="the cycle's feedback rows, merged by curation (iteration 1)"
+    )
 
 
 class DatasetPublished(Event):
@@ -237,6 +247,7 @@ CATALOG: dict[str, type[Event]] = {
         RolloutMeasured,
         TrafficLogged,
         FeedbackRecorded,
+        FeedbackDatasetPublished,
         DriftDetected,
         DeadLettered,
     )
@@ -262,6 +273,7 @@ __all__ = [
     "DeadLettered",
     "DriftDetected",
     "EvaluationCompleted",
+    "FeedbackDatasetPublished",
     "FeedbackRecorded",
     "GateResult",
     "QuantFormat",

@@ -130,3 +130,18 @@ class DriftDetected(Event):
     threshold: float
     window_start: str = Field(max_length=64)
     window_end: str = Field(max_length=64)
+
+
+class FeedbackDatasetPublished(Event):
+    """Production feedback that passed the poisoning guards, as rows curation can merge: the
+    `cycle.requested` it starts carries the same artifact, so the next dataset version holds
+    these rows (curation filters, dedups and decontaminates them like synthetic ones)."""
+
+    subject: ClassVar[str] = "distillery.feedback.dataset.published.v1"
+    producers: ClassVar[Who] = frozenset({"feedback-collector"})
+    consumers: ClassVar[Who] = NOBODY
+    cycle_id: UUID | None = Field(default=None, description="the cycle it starts, if any")
+    task_name: Name
+    dataset: ArtifactRef = Field(description="JSONL rows: id, use_case, input, output, lineage")
+    examples: int = Field(ge=0, le=MAX_COUNT)
+    request_ids: int = Field(ge=0, le=2**53, description="production requests behind the rows")

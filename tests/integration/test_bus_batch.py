@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 import nats
 import pytest
+from nats.js.errors import NotFoundError
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
 
 from shared.bus import JetStreamPublisher, PermanentError, make_broker, process_batch
@@ -117,6 +118,9 @@ async def settled(url: str, durable: str) -> bool:
     nc = await nats.connect(url)
     try:
         info = await nc.jetstream().consumer_info(STREAM_NAME, durable)
+    except NotFoundError:
+        # The consumer creates its durable once it runs; until then nothing is settled.
+        return False
     finally:
         await nc.close()
     return info.num_pending == 0 and info.num_ack_pending == 0

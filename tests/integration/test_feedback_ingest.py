@@ -13,12 +13,12 @@ from sqlalchemy import select
 
 from feedback_collector import repository as repo
 from feedback_collector.cycles import request_cycle
+from feedback_collector.datasets import build_training_data
 from feedback_collector.handlers import build_router
 from feedback_collector.models import FeedbackRow, RejectionRow, RolloutRow, TraceRow
 from feedback_collector.policy import Policy
 from feedback_collector.service import (
     Deps,
-    build_training_data,
     ingest_feedback,
     ingest_traces,
     report_rollouts,

@@ -47,6 +47,7 @@ EXPECTED_SUBJECTS = {
     "distillery.rollout.measured.v1",
     "distillery.traffic.logged.v1",
     "distillery.feedback.recorded.v1",
+    "distillery.feedback.dataset.published.v1",
     "distillery.drift.detected.v1",
     "distillery.deadletter.recorded.v1",
 }

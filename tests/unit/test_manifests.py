@@ -665,9 +665,10 @@ def test_every_hand_off_in_the_loop_has_a_consumer():
     # Terminal or informational events are read from the database by operators.
     informational = {
         "distillery.training.progressed.v1",
-        "distillery.cycle.failed.v1",
         "distillery.deadletter.recorded.v1",
         "distillery.drift.detected.v1",
+        # Its artifact travels on in the cycle.requested it is committed with.
+        "distillery.feedback.dataset.published.v1",
     }
     assert consumed == set(CATALOG) - informational
 

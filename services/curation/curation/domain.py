@@ -46,6 +46,10 @@ REASONS = (
 Judge = Callable[[Sequence["Row"]], list[float | None]]
 
 
+# Ids of rows that came from production feedback (curation's service prefixes them).
+FEEDBACK_PREFIX = "feedback:"
+
+
 @dataclass(frozen=True)
 class Row:
     id: str
@@ -230,8 +234,9 @@ def curate(
         clean_detail, _ = scrub(detail, scrubbers)
         rejected.append(Rejection(row.id, row.use_case, reason, clean_detail, clean_in, clean_out))
 
-    # Sorted by content, so the outcome does not depend on the order the teacher answered in.
-    ordered = sorted(rows, key=lambda r: (r.id, r.output))
+    # Sorted by content, so the outcome does not depend on the order the teacher answered in;
+    # production feedback first, so dedup keeps a corroborated correction over a synthetic row.
+    ordered = sorted(rows, key=lambda r: (not r.id.startswith(FEEDBACK_PREFIX), r.id, r.output))
     survivors: list[Row] = []
     for row in ordered:
         row = Row(

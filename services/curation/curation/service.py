@@ -34,6 +34,7 @@ from shared.tasks import TaskSpec, TaskSpecError, spec_from_json
 from . import repository as repo
 from .decontam import GoldenIndex
 from .domain import (
+    FEEDBACK_PREFIX,
     Draft,
     Judge,
     NotJsonl,
@@ -106,6 +107,10 @@ async def prepare(deps: Deps, event: SynthCompleted, run: StageRun) -> Inputs:
     batch = await fetch(deps.artifacts, event.batch, "synth batch")
     golden = await fetch(deps.artifacts, golden_ref, "golden set")
     rows, malformed = await run.thread(read_batch, batch, event.batch)
+    if event.feedback_dataset is not None:
+        data = await fetch(deps.artifacts, event.feedback_dataset, "feedback dataset")
+        more, bad = await run.thread(read_feedback, data, event.feedback_dataset)
+        rows, malformed = [*rows, *more], [*malformed, *bad]
     index = await run.thread(golden_index, golden, golden_ref, options.decontamination_ngram)
     carried, previous = await previous_dataset(deps, event)
     return Inputs(
@@ -163,7 +168,7 @@ def pipeline(job: Inputs) -> Draft:
     draft = curate(job.rows, rules_for(job.spec), job.golden, job.options, job.carried, job.judge)
     rejected = sorted([*job.malformed, *draft.rejected], key=lambda r: (r.reason, r.row_id))
     event = job.event
-    source = {
+    source: dict[str, Any] = {
         "kind": "synth",
         "batch": event.batch.model_dump(mode="json"),
         "cycle_id": str(event.cycle_id),
@@ -171,6 +176,9 @@ def pipeline(job: Inputs) -> Draft:
         "task_version": event.task_version,
         "examples": event.examples,
     }
+    if event.feedback_dataset is not None:
+        source["feedback_dataset"] = event.feedback_dataset.model_dump(mode="json")
+        source["feedback_rows"] = sum(1 for r in job.rows if r.id.startswith(FEEDBACK_PREFIX))
     return replace(
         draft,
         rejected=rejected,
@@ -241,6 +249,14 @@ def read_batch(data: bytes, ref: ArtifactRef) -> tuple[list[Row], list[Rejection
         return parse_rows(data)
     except NotJsonl as exc:
         raise PermanentError(f"synth batch {ref.uri} is not JSONL: {exc}") from exc
+
+
+def read_feedback(data: bytes, ref: ArtifactRef) -> tuple[list[Row], list[Rejection]]:
+    """The feedback-collector's rows, in the synth batch's format. Their ids are prefixed here,
+    whatever the file says: the prefix is what lets a corroborated correction win dedup against
+    a synthetic row of the same input."""
+    rows, bad = read_batch(data, ref)
+    return [replace(r, id=f"{FEEDBACK_PREFIX}{r.id}") for r in rows], bad
 
 
 def golden_index(data: bytes, ref: ArtifactRef, n: int) -> GoldenIndex:

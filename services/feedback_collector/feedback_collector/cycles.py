@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, datetime
 
 from shared.db import UnitOfWork
-from shared.events import Event
+from shared.events import ArtifactRef, Event
 from shared.events.catalog import CycleRequested, DriftDetected
 
 from . import repository as repo
@@ -28,9 +28,11 @@ async def request_cycle(
     trigger: str,
     drift: DriftDetected | None = None,
     now: datetime | None = None,
+    feedback: ArtifactRef | None = None,
 ) -> list[Event]:
     """In the caller's transaction: the events a trigger causes (none if the policy says no
-    or this trigger already started a cycle). `trigger` names the alarm or schedule slot."""
+    or this trigger already started a cycle). `trigger` names the alarm or schedule slot;
+    `feedback`, the feedback dataset the cycle's curation merges."""
     now = now or datetime.now(UTC)
     rows = await repo.cycles(uow.session, task)
     last = max((r.requested_at.replace(tzinfo=UTC) for r in rows), default=None)
@@ -58,5 +60,11 @@ async def request_cycle(
     }
     if not await repo.add_cycle(uow.session, values):
         return []
-    event = CycleRequested(producer=NAME, cycle_id=cycle_id, task_name=task, reason=decision.reason)
+    event = CycleRequested(
+        producer=NAME,
+        cycle_id=cycle_id,
+        task_name=task,
+        reason=decision.reason,
+        feedback_dataset=feedback,
+    )
     return [event] if drift is None else [drift, event]

@@ -1,9 +1,10 @@
-"""The bus edge: the two batched ingest consumers, the rollout stage, the retention sweep and
-the rollout figures' reporter."""
+"""The bus edge: the two batched ingest consumers, the stages (rollout steps, failed cycles),
+and the periodic jobs: retention, the rollout figures' reporter and the feedback datasets."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 
 from faststream.nats import NatsBroker, NatsRouter
@@ -13,52 +14,36 @@ from shared.events import FeedbackRecorded, TrafficLogged
 from shared.logs import get_logger
 from shared.runtime.service import ServiceContext
 
+from .datasets import publish_feedback
 from .service import Deps, ingest_feedback, ingest_traces, report_rollouts, stages, sweep
 from .settings import NAME, FeedbackSettings
 
 log = get_logger(__name__)
 
 
-class Sweeper:
-    """Runs retention every `sweep_every_s` for as long as the service runs."""
+class Every:
+    """Runs `job` every `every_s` for as long as the service runs. A failed round is logged
+    and retried next round: ingest must not stop for a periodic job."""
 
-    name = f"{NAME}-retention"
-
-    def __init__(self, deps: Deps) -> None:
-        self.deps = deps
-
-    async def run(self, broker: NatsBroker, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                deleted = await sweep(self.deps)
-                if deleted:
-                    log.info("retention", deleted=deleted)
-            except Exception as exc:  # the next sweep retries; ingest must not stop
-                log.warning("retention sweep failed", error=repr(exc))
-            with suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.deps.settings.sweep_every_s)
-
-
-class Reporter:
-    """Sends `rollout.measured` every `metrics_every_s` for as long as the service runs."""
-
-    name = f"{NAME}-rollout-metrics"
-
-    def __init__(self, deps: Deps) -> None:
-        self.deps = deps
+    def __init__(self, name: str, job: Callable[[], Awaitable[object]], every_s: float) -> None:
+        self.name = f"{NAME}-{name}"
+        self.job = job
+        self.every_s = every_s
 
     async def run(self, broker: NatsBroker, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await report_rollouts(self.deps)
-            except Exception as exc:  # the next round retries; ingest must not stop
-                log.warning("rollout metrics not sent", error=repr(exc))
+                done = await self.job()
+                if done:
+                    log.info(self.name, done=done if isinstance(done, int) else len(done))
+            except Exception as exc:
+                log.warning(f"{self.name} failed", error=repr(exc))
             with suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.deps.settings.metrics_every_s)
+                await asyncio.wait_for(stop.wait(), self.every_s)
 
 
 def build_router(ctx: ServiceContext, settings: FeedbackSettings) -> NatsRouter:
-    deps = Deps(db=ctx.db, settings=settings)
+    deps = Deps(db=ctx.db, settings=settings, artifacts=ctx.artifacts)
     batch = {
         "service": NAME,
         "db": ctx.db,
@@ -69,8 +54,13 @@ def build_router(ctx: ServiceContext, settings: FeedbackSettings) -> NatsRouter:
     # Spelled out per event (not a loop) so the catalog test can read what this service consumes.
     ctx.add_batch_consumer(subscribe_batch(TrafficLogged, ingest_traces, **batch))
     ctx.add_batch_consumer(subscribe_batch(FeedbackRecorded, ingest_feedback, **batch))
-    ctx.add_batch_consumer(Sweeper(deps))
-    ctx.add_batch_consumer(Reporter(deps))
+    ctx.add_batch_consumer(Every("retention", lambda: sweep(deps), settings.sweep_every_s))
+    ctx.add_batch_consumer(
+        Every("rollout-metrics", lambda: report_rollouts(deps), settings.metrics_every_s)
+    )
+    ctx.add_batch_consumer(
+        Every("feedback-datasets", lambda: publish_feedback(deps), settings.build_every_s)
+    )
     router = NatsRouter()
     for stage in stages(deps):
         ctx.add_stage(router, stage)

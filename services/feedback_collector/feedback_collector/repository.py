@@ -130,6 +130,22 @@ async def unused_feedback(session: AsyncSession, task: str) -> list[FeedbackRow]
     return list(rows.all())
 
 
+async def tasks_with_feedback(session: AsyncSession) -> list[str]:
+    """Tasks with feedback not looked at yet, or with examples: those a build may concern."""
+    waiting = select(FeedbackRow.task_name).where(FeedbackRow.used_at.is_(None))
+    rows = await session.scalars(waiting.union(select(ExampleRow.task_name)))
+    return sorted(set(rows.all()))
+
+
+async def sft_examples(session: AsyncSession, task: str) -> list[ExampleRow]:
+    rows = await session.scalars(
+        select(ExampleRow)
+        .where(ExampleRow.task_name == task, ExampleRow.kind == "sft")
+        .order_by(ExampleRow.id)
+    )
+    return list(rows.all())
+
+
 async def traces_for(session: AsyncSession, request_ids: set[str]) -> list[TraceRow]:
     if not request_ids:
         return []
@@ -269,7 +285,12 @@ async def finish_cycle(session: AsyncSession, cycle_id: str, now: datetime) -> N
 
 
 async def examples_since(session: AsyncSession, task: str, since: datetime | None) -> int:
-    stmt = select(func.count()).select_from(ExampleRow).where(ExampleRow.task_name == task)
+    # SFT rows only: a preference pair is the same correction seen again, not a new example.
+    stmt = (
+        select(func.count())
+        .select_from(ExampleRow)
+        .where(ExampleRow.task_name == task, ExampleRow.kind == "sft")
+    )
     if since is not None:
         stmt = stmt.where(ExampleRow.created_at >= since)
     return int(await session.scalar(stmt) or 0)

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
+from shared.artifacts import AsyncArtifactStore
 from shared.db import Database, UnitOfWork
-from shared.events import Event, FeedbackRecorded, RolloutChanged, TrafficLogged
+from shared.events import CycleFailed, Event, FeedbackRecorded, RolloutChanged, TrafficLogged
 from shared.events.production import RolloutMeasured
 from shared.runtime.stage import Stage, StageRun
 
 from . import repository as repo
 from .arms import arms
-from .domain import Build, Feedback, Guards, Trace, build
 from .settings import NAME, FeedbackSettings
 from .stats import Figures, figures
 
@@ -30,6 +30,8 @@ from .stats import Figures, figures
 class Deps:
     db: Database
     settings: FeedbackSettings
+    # Where feedback datasets are written (datasets.py); None: no dataset is published.
+    artifacts: AsyncArtifactStore | None = None
     # What rollout.measured last said per deployment, so unchanged figures are not sent again.
     reported: dict[str, tuple] = field(default_factory=dict)
 
@@ -103,11 +105,11 @@ async def ingest_feedback(uow: UnitOfWork, events: list[FeedbackRecorded]) -> No
 # --- the rollout stage: keeps each deployment's stage, closes the cycle it belongs to ---
 
 
-async def prepare_rollout(event: RolloutChanged, run: StageRun) -> RolloutChanged:
+async def as_is(event: Event, run: StageRun) -> Event:
     return event
 
 
-async def work_rollout(event: RolloutChanged, run: StageRun) -> None:
+async def nothing(event: Event, run: StageRun) -> None:
     return None
 
 
@@ -135,13 +137,27 @@ def stages(deps: Deps) -> list[Stage]:
         Stage(
             "rollout",
             RolloutChanged,
-            prepare=prepare_rollout,
-            work=work_rollout,
+            prepare=as_is,
+            work=nothing,
             record=record_rollout,
             # Bookkeeping for metrics: failing it must not end anybody's cycle.
             ends_cycle=False,
-        )
+        ),
+        Stage(
+            "rollout",
+            CycleFailed,
+            prepare=as_is,
+            work=nothing,
+            record=record_failed_cycle,
+            ends_cycle=False,
+        ),
     ]
+
+
+async def record_failed_cycle(uow: UnitOfWork, event: CycleFailed, _: None) -> list[Event]:
+    # A failed cycle frees its task for the retrain policy (one in flight per task).
+    await repo.finish_cycle(uow.session, str(event.cycle_id), _now())
+    return []
 
 
 # --- online figures of unfinished rollouts, for the deployer's rule ---
@@ -210,14 +226,14 @@ async def sweep(deps: Deps, now: datetime | None = None) -> int:
         stale = await repo.pending_before(uow.session, cutoff)
         await repo.add_rejections(
             uow.session,
-            [_rejection_row(f, "trace_missing", "its trace never arrived", now) for f in stale],
+            [rejection_row(f, "trace_missing", "its trace never arrived", now) for f in stale],
         )
         await repo.mark_used(uow.session, [f.event_id for f in stale], now)
         await uow.commit()
     return deleted
 
 
-def _rejection_row(f, reason: str, detail: str, now: datetime) -> dict:
+def rejection_row(f, reason: str, detail: str, now: datetime) -> dict:
     return {
         "feedback_event_id": f.event_id,
         "request_id": f.request_id,
@@ -228,86 +244,6 @@ def _rejection_row(f, reason: str, detail: str, now: datetime) -> dict:
         "detail": detail,
         "recorded_at": now,
     }
-
-
-# --- production data -> training data ---
-
-
-def guards(settings: FeedbackSettings) -> Guards:
-    return Guards(
-        max_per_user=settings.max_per_user,
-        max_per_key=settings.max_per_key,
-        min_agreeing_users=settings.min_agreeing_users,
-        max_correction_ratio=settings.max_correction_ratio,
-    )
-
-
-async def build_training_data(deps: Deps, task: str, now: datetime | None = None) -> Build:
-    """Examples and rejections from the task's unused, matched feedback, in one transaction."""
-    now = now or _now()
-    expiry = now - timedelta(days=deps.settings.pending_feedback_days)
-    async with deps.db.uow() as uow:
-        rows = await repo.unused_feedback(uow.session, task)
-        trace_rows = await repo.traces_for(uow.session, {r.request_id for r in rows})
-        traces, teacher = {}, {}
-        for t in trace_rows:
-            if t.arm == "teacher" and not t.error:
-                teacher[t.request_id] = t.completion
-            elif t.arm != "shadow":
-                msgs = tuple((m["role"], m["content"]) for m in t.messages)
-                traces[t.request_id] = Trace(t.request_id, msgs, t.completion, t.arm)
-        by_id = {r.event_id: r for r in rows}
-        result = build(
-            traces,
-            [_feedback(r) for r in rows],
-            guards(deps.settings),
-            teacher=teacher,
-            expired={r.event_id for r in rows if r.received_at.replace(tzinfo=UTC) < expiry},
-        )
-        await repo.add_examples(
-            uow.session,
-            [
-                {
-                    "example_id": ex.example_id,
-                    "task_name": task,
-                    "kind": ex.kind,
-                    "messages": [{"role": r, "content": c} for r, c in ex.messages],
-                    "chosen": ex.chosen,
-                    "rejected": ex.rejected,
-                    "trust": ex.trust,
-                    "request_ids": list(ex.request_ids),
-                    "feedback_ids": list(ex.feedback_ids),
-                    "pii": ex.pii,
-                    "created_at": now,
-                }
-                for ex in result.examples
-            ],
-        )
-        await repo.add_rejections(
-            uow.session,
-            [
-                _rejection_row(by_id[r.feedback.event_id], r.reason, r.detail, now)
-                for r in result.rejections
-            ],
-        )
-        waiting = {f.event_id for f in result.waiting}
-        # Everything else was looked at for good: an example, a rejection, or a rating with
-        # nothing to learn from (a relabel request is the synth-data gap named in README).
-        await repo.mark_used(uow.session, [e for e in by_id if e not in waiting], now)
-        await uow.commit()
-    return result
-
-
-def _feedback(r) -> Feedback:
-    return Feedback(
-        event_id=r.event_id,
-        request_id=r.request_id,
-        rating=r.rating,
-        correction=r.correction,
-        user_id=r.user_id,
-        key_id=r.key_id,
-        escalate=r.escalate,
-    )
 
 
 # --- metrics ---

@@ -49,3 +49,18 @@ class FeedbackSettings(BaseSettings):
         description="outlier filter: a correction longer than this many times the answer it "
         "corrects (or shorter than its inverse) is rejected",
     )
+    # --- feedback datasets and the retrain policy (datasets.py, policy.py) ---
+    build_every_s: float = Field(
+        default=300.0, gt=0, description="how often feedback becomes examples and maybe a cycle"
+    )
+    min_new_examples: int = Field(
+        default=200, ge=1, description="new trusted examples since the last cycle that start one"
+    )
+    cooldown_s: float = Field(
+        default=86_400.0, ge=0, description="no cycle starts this soon after the task's last"
+    )
+    max_cycles: int = Field(default=4, ge=1, description="cycles started per budget window")
+    budget_window_days: float = Field(default=30.0, gt=0)
+    schedule_every_days: float | None = Field(
+        default=None, gt=0, description="also start a cycle this often; unset: never by schedule"
+    )

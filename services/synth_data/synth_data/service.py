@@ -213,6 +213,10 @@ async def record(deps: Deps, tx: UnitOfWork, job: Job, result: Result) -> list[E
             prompt_tokens=prompt,
             completion_tokens=completion,
             cost_usd=cost,
+            # Production feedback comes with the cycle; later iterations carry it in the dataset.
+            feedback_dataset=(
+                job.event.feedback_dataset if isinstance(job.event, CycleRequested) else None
+            ),
         )
     stats = {
         "per_slice": slices,

@@ -1,0 +1,194 @@
+"""Production data -> training data -> the next cycle.
+
+`build_training_data` turns a task's matched feedback into examples (the poisoning guards are
+domain.py's). `publish_feedback` is the periodic job after it: when the retrain policy lets
+enough new trusted examples start a cycle, it writes every trusted SFT example of the task as
+a feedback dataset (JSONL in the synth batch's row format) and commits, in one transaction,
+the cycle row, `feedback.dataset.published` and a `cycle.requested` carrying the same
+artifact, which synth-data passes to curation with its batch. The trigger is the dataset's
+hash, so the same rows never start two cycles, whatever crashes or repeats.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from shared.events import ArtifactRef, Event
+from shared.events.catalog import CycleRequested, FeedbackDatasetPublished
+
+from . import repository as repo
+from .cycles import request_cycle
+from .domain import Build, Feedback, Guards, Trace, build
+from .policy import Policy
+from .service import Deps, rejection_row
+from .settings import NAME, FeedbackSettings
+
+JSONL = "application/jsonl"
+
+
+def policy(settings: FeedbackSettings) -> Policy:
+    every = settings.schedule_every_days
+    return Policy(
+        cooldown=timedelta(seconds=settings.cooldown_s),
+        schedule_every=None if every is None else timedelta(days=every),
+        min_new_examples=settings.min_new_examples,
+        max_cycles=settings.max_cycles,
+        budget_window=timedelta(days=settings.budget_window_days),
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def dataset_rows(examples) -> bytes:
+    """The synth batch's row format (id, use_case, negative, input, output), plus lineage."""
+    lines = []
+    for ex in examples:
+        user = [m["content"] for m in ex.messages if m["role"] == "user"]
+        if not user:
+            continue  # nothing a student is asked: not a row curation could use
+        row = {
+            "id": ex.example_id[:32],
+            "use_case": "feedback",
+            "negative": False,
+            "input": user[-1],
+            "output": ex.chosen,
+            "lineage": {
+                "trust": ex.trust,
+                "request_ids": ex.request_ids,
+                "feedback_ids": ex.feedback_ids,
+            },
+        }
+        lines.append(json.dumps(row, ensure_ascii=False, sort_keys=True))
+    return "".join(f"{line}\n" for line in lines).encode()
+
+
+async def publish_feedback(deps: Deps, now: datetime | None = None) -> list[Event]:
+    """One round of the job for every task with feedback; returns the events committed."""
+    now = now or _now()
+    async with deps.db.uow() as uow:
+        tasks = await repo.tasks_with_feedback(uow.session)
+    sent: list[Event] = []
+    rules = policy(deps.settings)
+    for task in tasks:
+        await build_training_data(deps, task, now)
+        sent.extend(await _start_cycle(deps, task, rules, now))
+    return sent
+
+
+async def _start_cycle(deps: Deps, task: str, rules: Policy, now: datetime) -> list[Event]:
+    async with deps.db.uow() as uow:
+        rows = await repo.cycles(uow.session, task)
+        last = max((r.requested_at.replace(tzinfo=UTC) for r in rows), default=None)
+        fresh = await repo.examples_since(uow.session, task, last)
+        examples = await repo.sft_examples(uow.session, task)
+        # Read inside the unit of work: its rollback on exit expires loaded rows.
+        body = dataset_rows(examples)
+        request_ids = sum(len(ex.request_ids) for ex in examples)
+    if fresh < rules.min_new_examples or not body or deps.artifacts is None:
+        return []
+    # Written before the transaction: content-addressed, so a crash or a refusal below leaves
+    # at most an unreferenced copy of the same bytes, never a cycle without its rows.
+    ref: ArtifactRef = await deps.artifacts.put_bytes(body, media_type=JSONL)
+    async with deps.db.uow() as uow:
+        events = await request_cycle(
+            uow, task, rules, trigger=f"feedback:{ref.sha256[:40]}", now=now, feedback=ref
+        )
+        started = [e for e in events if isinstance(e, CycleRequested)]
+        if started:
+            published = FeedbackDatasetPublished(
+                producer=NAME,
+                cycle_id=started[0].cycle_id,
+                task_name=task,
+                dataset=ref,
+                examples=body.count(b"\n"),
+                request_ids=request_ids,
+            )
+            events = [published, *events]
+            await uow.publish(*events)
+            await uow.commit()
+    return events if started else []
+
+
+def guards(settings: FeedbackSettings) -> Guards:
+    return Guards(
+        max_per_user=settings.max_per_user,
+        max_per_key=settings.max_per_key,
+        min_agreeing_users=settings.min_agreeing_users,
+        max_correction_ratio=settings.max_correction_ratio,
+    )
+
+
+async def build_training_data(deps: Deps, task: str, now: datetime | None = None) -> Build:
+    """Examples and rejections from the task's unused, matched feedback, in one transaction."""
+    now = now or _now()
+    expiry = now - timedelta(days=deps.settings.pending_feedback_days)
+    async with deps.db.uow() as uow:
+        rows = await repo.unused_feedback(uow.session, task)
+        trace_rows = await repo.traces_for(uow.session, {r.request_id for r in rows})
+        traces: dict[str, Trace] = {}
+        teacher: dict[str, str] = {}
+        for t in trace_rows:
+            if t.arm == "shadow":
+                continue  # a copy nobody saw: nothing to correct
+            if t.arm == "teacher" and not t.error:
+                teacher[t.request_id] = t.completion
+            # The answer the client saw: the student's where one answered, else the teacher's
+            # (the live model before any student is fully rolled out).
+            if t.arm != "teacher" or t.request_id not in traces:
+                msgs = tuple((m["role"], m["content"]) for m in t.messages)
+                traces[t.request_id] = Trace(t.request_id, msgs, t.completion, t.arm)
+        by_id = {r.event_id: r for r in rows}
+        result = build(
+            traces,
+            [_feedback(r) for r in rows],
+            guards(deps.settings),
+            teacher=teacher,
+            expired={r.event_id for r in rows if r.received_at.replace(tzinfo=UTC) < expiry},
+        )
+        await repo.add_examples(
+            uow.session,
+            [
+                {
+                    "example_id": ex.example_id,
+                    "task_name": task,
+                    "kind": ex.kind,
+                    "messages": [{"role": r, "content": c} for r, c in ex.messages],
+                    "chosen": ex.chosen,
+                    "rejected": ex.rejected,
+                    "trust": ex.trust,
+                    "request_ids": list(ex.request_ids),
+                    "feedback_ids": list(ex.feedback_ids),
+                    "pii": ex.pii,
+                    "created_at": now,
+                }
+                for ex in result.examples
+            ],
+        )
+        await repo.add_rejections(
+            uow.session,
+            [
+                rejection_row(by_id[r.feedback.event_id], r.reason, r.detail, now)
+                for r in result.rejections
+            ],
+        )
+        waiting = {f.event_id for f in result.waiting}
+        # Everything else was looked at for good: an example, a rejection, or a rating with
+        # nothing to learn from (a relabel request is the synth-data gap named in README).
+        await repo.mark_used(uow.session, [e for e in by_id if e not in waiting], now)
+        await uow.commit()
+    return result
+
+
+def _feedback(r) -> Feedback:
+    return Feedback(
+        event_id=r.event_id,
+        request_id=r.request_id,
+        rating=r.rating,
+        correction=r.correction,
+        user_id=r.user_id,
+        key_id=r.key_id,
+        escalate=r.escalate,
+    )
