@@ -128,7 +128,8 @@ class DatasetPublished(Event):
 
     subject: ClassVar[str] = "distillery.dataset.published.v1"
     producers: ClassVar[Who] = frozenset({"curation"})
-    consumers: ClassVar[Who] = frozenset({"trainer"})
+    # The feedback-collector keeps the latest one per task as input drift's reference.
+    consumers: ClassVar[Who] = frozenset({"trainer", "feedback-collector"})
     cycle_id: UUID
     task_name: Name
     task_version: int = Field(ge=1, le=MAX_COUNT)

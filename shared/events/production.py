@@ -130,6 +130,13 @@ class DriftDetected(Event):
     threshold: float
     window_start: str = Field(max_length=64)
     window_end: str = Field(max_length=64)
+    evidence: list[Reason] = Field(
+        default_factory=list,
+        max_length=8,
+        description="input drift: window inputs farthest from the reference (PII scrubbed); "
+        "quality drift: the rates behind the alarm",
+    )
+    window_size: int = Field(default=0, ge=0, le=MAX_COUNT, description="events in the window")
 
 
 class FeedbackDatasetPublished(Event):

@@ -15,7 +15,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from shared.events import ArtifactRef, Event
-from shared.events.catalog import CycleRequested, FeedbackDatasetPublished
+from shared.events.catalog import CycleRequested, DriftDetected, FeedbackDatasetPublished
 
 from . import repository as repo
 from .cycles import request_cycle
@@ -74,11 +74,22 @@ async def publish_feedback(deps: Deps, now: datetime | None = None) -> list[Even
     rules = policy(deps.settings)
     for task in tasks:
         await build_training_data(deps, task, now)
-        sent.extend(await _start_cycle(deps, task, rules, now))
+        sent.extend(await start_cycle(deps, task, rules, now))
     return sent
 
 
-async def _start_cycle(deps: Deps, task: str, rules: Policy, now: datetime) -> list[Event]:
+async def start_cycle(
+    deps: Deps,
+    task: str,
+    rules: Policy,
+    now: datetime,
+    *,
+    drift: DriftDetected | None = None,
+    trigger: str | None = None,
+) -> list[Event]:
+    """Start a cycle for `task` when the policy allows, with every trusted example as its
+    feedback dataset. Without `drift` the trigger is enough new examples (`trigger` is then
+    the dataset's hash); a drift alarm (with its `trigger`) starts one with or without any."""
     async with deps.db.uow() as uow:
         rows = await repo.cycles(uow.session, task)
         last = max((r.requested_at.replace(tzinfo=UTC) for r in rows), default=None)
@@ -87,17 +98,27 @@ async def _start_cycle(deps: Deps, task: str, rules: Policy, now: datetime) -> l
         # Read inside the unit of work: its rollback on exit expires loaded rows.
         body = dataset_rows(examples)
         request_ids = sum(len(ex.request_ids) for ex in examples)
-    if fresh < rules.min_new_examples or not body or deps.artifacts is None:
+    if drift is None and fresh < rules.min_new_examples:
         return []
-    # Written before the transaction: content-addressed, so a crash or a refusal below leaves
-    # at most an unreferenced copy of the same bytes, never a cycle without its rows.
-    ref: ArtifactRef = await deps.artifacts.put_bytes(body, media_type=JSONL)
+    ref: ArtifactRef | None = None
+    if body and deps.artifacts is not None:
+        # Written before the transaction: content-addressed, so a crash or a refusal below
+        # leaves at most an unreferenced copy of the same bytes, never a cycle without its rows.
+        ref = await deps.artifacts.put_bytes(body, media_type=JSONL)
+    if drift is None:
+        if ref is None:
+            return []
+        trigger = f"feedback:{ref.sha256[:40]}"
+    if trigger is None:
+        raise ValueError("a drift alarm must name its trigger")
     async with deps.db.uow() as uow:
         events = await request_cycle(
-            uow, task, rules, trigger=f"feedback:{ref.sha256[:40]}", now=now, feedback=ref
+            uow, task, rules, trigger=trigger, drift=drift, now=now, feedback=ref
         )
         started = [e for e in events if isinstance(e, CycleRequested)]
-        if started:
+        if not started:
+            return []
+        if ref is not None:
             published = FeedbackDatasetPublished(
                 producer=NAME,
                 cycle_id=started[0].cycle_id,
@@ -107,9 +128,12 @@ async def _start_cycle(deps: Deps, task: str, rules: Policy, now: datetime) -> l
                 request_ids=request_ids,
             )
             events = [published, *events]
-            await uow.publish(*events)
-            await uow.commit()
-    return events if started else []
+        await uow.publish(*events)
+        await uow.commit()
+    return events
+
+
+# --- production data -> training data ---
 
 
 def guards(settings: FeedbackSettings) -> Guards:

@@ -1,5 +1,6 @@
-"""The bus edge: the two batched ingest consumers, the stages (rollout steps, failed cycles),
-and the periodic jobs: retention, the rollout figures' reporter and the feedback datasets."""
+"""The bus edge: the two batched ingest consumers, the stages (rollout steps, datasets as
+drift references, failed cycles), and the periodic jobs: retention, the rollout figures'
+reporter, the feedback datasets and the drift watch."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from shared.runtime.service import ServiceContext
 from .datasets import publish_feedback
 from .service import Deps, ingest_feedback, ingest_traces, report_rollouts, stages, sweep
 from .settings import NAME, FeedbackSettings
+from .watch import Watch
 
 log = get_logger(__name__)
 
@@ -61,6 +63,7 @@ def build_router(ctx: ServiceContext, settings: FeedbackSettings) -> NatsRouter:
     ctx.add_batch_consumer(
         Every("feedback-datasets", lambda: publish_feedback(deps), settings.build_every_s)
     )
+    ctx.add_batch_consumer(Every("drift", Watch(deps).run_once, settings.drift_every_s))
     router = NatsRouter()
     for stage in stages(deps):
         ctx.add_stage(router, stage)

@@ -78,6 +78,18 @@ class RolloutRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class ReferenceRow(Base):
+    """Input drift's reference per task: the training split of its latest published dataset."""
+
+    __tablename__ = "feedback_collector_references"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    task_name: Mapped[str] = mapped_column(String(64), unique=True)
+    dataset_version: Mapped[str] = mapped_column(String(128))
+    train: Mapped[dict[str, Any]] = mapped_column(JSON, doc="the train split's ArtifactRef")
+    published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class ExampleRow(Base):
     """A training candidate made from production: scrubbed, with lineage to its traces."""
 

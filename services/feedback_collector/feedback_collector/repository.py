@@ -193,7 +193,7 @@ async def rejections(session: AsyncSession, task: str) -> list[RejectionRow]:
 # --- metrics ---
 
 
-def _feedback_by_request(task: str):
+def feedback_by_request(task: str):
     """Per request id of the task: its worst rating and whether anyone escalated it."""
     return (
         select(
@@ -209,7 +209,7 @@ def _feedback_by_request(task: str):
 
 async def window(session: AsyncSession, task: str, since: datetime) -> list[tuple]:
     """(model_version, stage, arm, latency_ms, error, completion, negative?, escalate?) rows."""
-    fb = _feedback_by_request(task)
+    fb = feedback_by_request(task)
     rows = await session.execute(
         select(
             TRACES.c.model_version,
@@ -238,7 +238,7 @@ async def arm_window(session: AsyncSession, task: str, stage: str, since: dateti
     """(request_id, deployment_id, arm, latency_ms, error, completion, rating) rows of the
     task's traces served at rollout stage `stage` since `since`, each with its worst rating.
     The stage filter keeps late shadow copies out of the A/B step that followed."""
-    fb = _feedback_by_request(task)
+    fb = feedback_by_request(task)
     rows = await session.execute(
         select(
             TRACES.c.request_id,

@@ -16,11 +16,19 @@ from uuid import UUID
 
 from shared.artifacts import AsyncArtifactStore
 from shared.db import Database, UnitOfWork
-from shared.events import CycleFailed, Event, FeedbackRecorded, RolloutChanged, TrafficLogged
+from shared.events import (
+    CycleFailed,
+    DatasetPublished,
+    Event,
+    FeedbackRecorded,
+    RolloutChanged,
+    TrafficLogged,
+)
 from shared.events.production import RolloutMeasured
 from shared.runtime.stage import Stage, StageRun
 
 from . import repository as repo
+from . import repository_drift
 from .arms import arms
 from .settings import NAME, FeedbackSettings
 from .stats import Figures, figures
@@ -143,6 +151,15 @@ def stages(deps: Deps) -> list[Stage]:
             # Bookkeeping for metrics: failing it must not end anybody's cycle.
             ends_cycle=False,
         ),
+        # Input drift's reference: the task's latest dataset (watch.py reads its train split).
+        Stage(
+            "rollout",
+            DatasetPublished,
+            prepare=as_is,
+            work=nothing,
+            record=record_reference,
+            ends_cycle=False,
+        ),
         Stage(
             "rollout",
             CycleFailed,
@@ -152,6 +169,17 @@ def stages(deps: Deps) -> list[Stage]:
             ends_cycle=False,
         ),
     ]
+
+
+async def record_reference(uow: UnitOfWork, event: DatasetPublished, _: None) -> list[Event]:
+    values = {
+        "task_name": event.task_name,
+        "dataset_version": event.dataset_version,
+        "train": event.train.model_dump(mode="json"),
+        "published_at": event.occurred_at,
+    }
+    await repository_drift.set_reference(uow.session, values)
+    return []
 
 
 async def record_failed_cycle(uow: UnitOfWork, event: CycleFailed, _: None) -> list[Event]:

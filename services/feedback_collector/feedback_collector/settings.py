@@ -64,3 +64,31 @@ class FeedbackSettings(BaseSettings):
     schedule_every_days: float | None = Field(
         default=None, gt=0, description="also start a cycle this often; unset: never by schedule"
     )
+    # --- the drift watch (watch.py, drift.py) ---
+    drift_every_s: float = Field(default=600.0, gt=0, description="how often drift is tested")
+    drift_window: int = Field(
+        default=200, ge=2, description="input drift: the latest live requests compared"
+    )
+    drift_min_window: int = Field(
+        default=50, ge=2, description="input drift: fewer live requests than this are not tested"
+    )
+    drift_reference_rows: int = Field(
+        default=300, ge=2, description="input drift: rows of the reference dataset's train split"
+    )
+    drift_alpha: float = Field(
+        default=0.01, gt=0, lt=1, description="input drift: false-alarm probability per test"
+    )
+    drift_permutations: int = Field(default=200, ge=20)
+    quality_baseline: float = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="quality drift: the expected share of bad answers "
+        "(error, negative rating or escalation)",
+    )
+    quality_shifted: float = Field(
+        default=0.15, gt=0, lt=1, description="quality drift: the share the CUSUM is tuned to catch"
+    )
+    quality_false_alarm_run: float = Field(
+        default=10_000.0, gt=1, description="quality drift: mean live requests between false alarms"
+    )
