@@ -174,3 +174,13 @@ def start_cycle(home: Path, tiny_model_dir: Path, spec: Path) -> str:
     started = distillery(home, "cycle", "start", "ticket-triage")
     assert started.returncode == 0, started.stderr
     return started.stdout.strip()
+
+
+def wait_for_rows(home: Path, statement, n: int, timeout: float) -> list:
+    """The first column of `statement`'s rows once there are `n` (fewer after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while len(rows := [r[0] for r in query(home, statement)]) < n:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    return rows

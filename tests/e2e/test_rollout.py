@@ -12,9 +12,10 @@ that variant's rollout in shadow and serves it, the gateway (`distillery up` run
 client from the live teacher and copies the request to the candidate, the
 feedback-collector keeps both traces and the client's feedback, matched, and sends the step's
 figures (`rollout.measured`), on which the deployer's rule rolls the disagreeing candidate back.
-Then the flywheel's turn: two users correct an answer to a ticket the teacher never saw, the
-collector makes it a feedback dataset and starts a cycle by itself, and that cycle's curated
-dataset holds the correction.
+Then the flywheel's turn (flywheel.py): tickets about a product line the task never mentions
+arrive, two users correct the teacher's answer to one of them, the collector's drift watch
+finds the new inputs unlike the cycle's dataset and starts a cycle by itself, with the
+correction as a feedback dataset, and that cycle's curated dataset holds it.
 """
 
 from __future__ import annotations
@@ -28,9 +29,7 @@ import pytest
 from sqlalchemy import select
 
 from feedback_collector.models import FeedbackRow, RolloutRow, TraceRow
-from shared.artifacts import LocalArtifactStore
 from shared.cli.demo import start_teacher
-from shared.db import OutboxRow
 from shared.events.catalog import (
     CycleRequested,
     DatasetPublished,
@@ -38,20 +37,21 @@ from shared.events.catalog import (
     SynthCompleted,
     TrainingCompleted,
 )
-from shared.events.production import FeedbackDatasetPublished, RolloutChanged
+from shared.events.production import RolloutChanged
 from shared.events.quantization import VariantSelected
 from shared.runtime.natsd import free_port
 
+from .flywheel import CORRECTION, PAYROLL, WATCH, drift_into_the_next_cycle
 from .harness import (
     PACK,
     distillery,
     events_of,
     in_order,
     logs,
-    query,
     running,
     start_cycle,
     wait_for,
+    wait_for_rows,
     write_spec,
 )
 
@@ -75,13 +75,7 @@ def test_a_passing_student_is_quantized_shadowed_and_judged_on_its_traffic(
     teacher, teacher_url = start_teacher(PACK, tmp_path / "teacher.log")
     port = free_port()
     try:
-        # The collector builds feedback datasets every 2 s, and one trusted example starts a cycle.
-        flywheel = {
-            "FEEDBACK_BUILD_EVERY_S": "2",
-            "FEEDBACK_MIN_NEW_EXAMPLES": "1",
-            "FEEDBACK_COOLDOWN_S": "0",
-        }
-        with running(tmp_path, DEPLOYER_GATEWAY_PORT=str(port), **flywheel) as home:
+        with running(tmp_path, DEPLOYER_GATEWAY_PORT=str(port), **WATCH) as home:
             spec = write_spec(
                 tmp_path / "task",
                 teacher_url,
@@ -103,7 +97,7 @@ def test_a_passing_student_is_quantized_shadowed_and_judged_on_its_traffic(
             traced, feedback = through_the_gateway(home, port)
             shown = distillery(home, "feedback", "stats", "ticket-triage", "--json")
             events = wait_for_stage(home, cycle_id, "rolled_back", timeout=180)
-            merged = corrected_into_the_next_cycle(home, port)
+            flywheel = drift_into_the_next_cycle(home, port)
     finally:
         teacher.terminate()
         teacher.wait(10)
@@ -137,79 +131,13 @@ def test_a_passing_student_is_quantized_shadowed_and_judged_on_its_traffic(
     judged = RolloutChanged.model_validate(payloads[-1])
     assert judged.deployment_id == rollout.deployment_id and judged.stage == "rolled_back"
     assert "agreement with the live model" in judged.reason, judged.reason
-    # The flywheel: the users' correction is a row of the next cycle's dataset.
-    assert merged == [(NEW_TICKET, json.loads(CORRECTION))]
-
-
-NEW_TICKET = (
-    "Subject: Bon kommt doppelt\n\nSeit dem letzten Update druckt Tillwise POS jeden Kassenbon "
-    "zweimal aus. Wir koennen weiter verkaufen, aber die Papierrollen gehen viel zu schnell aus."
-)
-CORRECTION = json.dumps(
-    {
-        "category": "technical",
-        "priority": "medium",
-        "product": "pos",
-        "needs_human": False,
-        "language": "de",
-    }
-)
-
-
-def corrected_into_the_next_cycle(home: Path, port: int) -> list[tuple[str, dict]]:
-    """Two users of an app correct the live model's answer to a ticket it never saw; returns
-    the (input, output) rows of the cycle the collector starts that came from production."""
-    made = distillery(home, "gateway", "keys", "create", "e2e-users", "--task", "ticket-triage")
-    assert made.returncode == 0, made.stderr
-    auth = {"Authorization": f"Bearer {made.stdout.strip()}"}
-    body = {"model": "ticket-triage", "messages": [{"role": "user", "content": NEW_TICKET}]}
-    with httpx2.Client(base_url=f"http://127.0.0.1:{port}", headers=auth, timeout=60) as http:
-        deadline = time.monotonic() + 60
-        while (answer := http.post("/v1/chat/completions", json=body)).status_code == 401:
-            assert time.monotonic() < deadline, answer.text  # the gateway reads new keys
-            time.sleep(1)
-        assert answer.status_code == 200, answer.text
-        request_id = answer.headers["X-Request-Id"]
-        fix = {"model": "ticket-triage", "request_id": request_id, "correction": CORRECTION}
-        for user in ("ann", "bob"):
-            sent = http.post("/v1/feedback", json=fix, headers={"X-Distillery-User": user})
-            assert sent.status_code == 202, sent.text
-    started = wait_for_rows(
-        home,
-        select(OutboxRow.payload).where(
-            OutboxRow.subject == CycleRequested.subject,
-            OutboxRow.producer == "feedback-collector",
-        ),
-        1,
-        120,
-    )
-    assert started, f"the collector started no cycle\n{logs(home)}"
-    requested = CycleRequested.model_validate_json(started[0])
-    assert requested.reason == "feedback" and requested.feedback_dataset is not None
-    [announced] = [
-        FeedbackDatasetPublished.model_validate(p)
-        for s, p in events_of(home, str(requested.cycle_id))
-        if s == FeedbackDatasetPublished.subject
-    ]
-    assert announced.dataset == requested.feedback_dataset
-    events = wait_for(home, str(requested.cycle_id), DatasetPublished.subject, timeout=300)
-    published = DatasetPublished.model_validate(
-        next(p for s, p in events if s == DatasetPublished.subject)
-    )
-    store = LocalArtifactStore(home / "artifacts")
-    rows = [
-        json.loads(line)
-        for ref in (published.train, published.validation)
-        for line in store.get_bytes(ref).decode().splitlines()
-    ]
-    return [
-        (
-            next(m["content"] for m in r["messages"] if m["role"] == "user"),
-            json.loads(next(m["content"] for m in r["messages"] if m["role"] == "assistant")),
-        )
-        for r in rows
-        if r["id"].startswith("feedback:")
-    ]
+    # The flywheel: a new product line is input drift, which starts a cycle by itself, and the
+    # users' correction is a row of that cycle's dataset.
+    alarm, requested, merged = flywheel
+    assert alarm.kind == "input" and alarm.score > alarm.threshold, alarm
+    assert any("Tillwise Payroll" in text for text in alarm.evidence), alarm.evidence
+    assert requested.reason == "drift" and requested.feedback_dataset is not None
+    assert merged == [(PAYROLL[0], json.loads(CORRECTION))]
 
 
 def wait_for_stage(home: Path, cycle_id: str, stage: str, timeout: float) -> list:
@@ -267,15 +195,6 @@ def through_the_gateway(home: Path, port: int) -> tuple[list, list]:
         home, select(FeedbackRow).where(FeedbackRow.request_id == request_id), 1, 60
     )
     return traced, feedback
-
-
-def wait_for_rows(home: Path, statement, n: int, timeout: float) -> list:
-    deadline = time.monotonic() + timeout
-    while len(rows := [r[0] for r in query(home, statement)]) < n:
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    return rows
 
 
 def wait_rows(home: Path, rollout: RolloutChanged, timeout: float = 60) -> list[tuple]:
