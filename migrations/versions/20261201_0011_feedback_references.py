@@ -1,4 +1,4 @@
-"""feedback-collector: input drift's reference dataset per task
+"""feedback-collector: input drift's reference dataset per task; each cycle's newest example
 
 Revision ID: 0011
 Revises: 0010
@@ -29,7 +29,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_feedback_collector_references")),
         sa.UniqueConstraint("task_name", name=op.f("uq_feedback_collector_references_task_name")),
     )
+    with op.batch_alter_table("feedback_collector_cycles", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("examples_upto", _ID, server_default="0", nullable=False))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("feedback_collector_cycles", schema=None) as batch_op:
+        batch_op.drop_column("examples_upto")
     op.drop_table("feedback_collector_references")

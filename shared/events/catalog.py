@@ -66,9 +66,7 @@ class CycleRequested(Event):
     )
     reason: CycleReason = "manual"
     feedback_dataset: ArtifactRef | None = Field(
-        default=None,
-        description="production feedback rows (feedback.dataset.published) for curation to "
-        "merge into this cycle's dataset",
+        default=None, description="production feedback rows for curation to merge (issue 14)"
     )
 
 

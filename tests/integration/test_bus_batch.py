@@ -118,8 +118,7 @@ async def settled(url: str, durable: str) -> bool:
     nc = await nats.connect(url)
     try:
         info = await nc.jetstream().consumer_info(STREAM_NAME, durable)
-    except NotFoundError:
-        # The consumer creates its durable once it runs; until then nothing is settled.
+    except NotFoundError:  # the consumer creates its durable once it runs
         return False
     finally:
         await nc.close()

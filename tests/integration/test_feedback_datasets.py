@@ -126,6 +126,14 @@ async def test_corrections_become_a_feedback_dataset_that_starts_one_cycle(
     assert [type(e) for e in second] == [FeedbackDatasetPublished, CycleRequested]
     assert second[0].examples == 2  # every trusted example so far, the new one included
 
+    # Once that cycle ends too, nothing is new: the examples it included count only once.
+    async with db.uow() as uow:
+        await record_failed_cycle(
+            uow, failed.model_copy(update={"cycle_id": second[1].cycle_id}), None
+        )
+        await uow.commit()
+    assert await publish_feedback(deps) == []
+
 
 async def test_no_cycle_below_the_policy_minimum(db: Database, store: AsyncArtifactStore):
     deps = Deps(

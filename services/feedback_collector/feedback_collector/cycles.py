@@ -11,13 +11,34 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from shared.db import UnitOfWork
 from shared.events import ArtifactRef, Event
 from shared.events.catalog import CycleRequested, DriftDetected
 
-from . import repository as repo
+from . import repository_cycles as cycles_repo
 from .policy import History, Policy, decide
 from .settings import NAME
+
+
+async def history(session: AsyncSession, task: str, policy: Policy, now: datetime) -> History:
+    rows = await cycles_repo.cycles(session, task)
+    last = max((r.requested_at.replace(tzinfo=UTC) for r in rows), default=None)
+    # Examples count as new once: a cycle records the newest one it included.
+    included = max((r.examples_upto for r in rows), default=0)
+    return History(
+        in_flight=any(r.finished_at is None for r in rows),
+        last_requested_at=last,
+        requested_in_window=sum(
+            1 for r in rows if r.requested_at.replace(tzinfo=UTC) >= now - policy.budget_window
+        ),
+        new_trusted_examples=await cycles_repo.sft_count_after(session, task, included),
+    )
+
+
+def alarm_text(drift: DriftDetected | None) -> str | None:
+    return f"{drift.kind} drift: {drift.score:.4g} > {drift.threshold:.4g}" if drift else None
 
 
 async def request_cycle(
@@ -32,20 +53,14 @@ async def request_cycle(
 ) -> list[Event]:
     """In the caller's transaction: the events a trigger causes (none if the policy says no
     or this trigger already started a cycle). `trigger` names the alarm or schedule slot;
-    `feedback`, the feedback dataset the cycle's curation merges."""
+    `feedback`, the feedback dataset the cycle's curation merges. The task's cycles are
+    decided under a lock (PostgreSQL; SQLite's writers are serial anyway), so two jobs or
+    replicas never both start one."""
     now = now or datetime.now(UTC)
-    rows = await repo.cycles(uow.session, task)
-    last = max((r.requested_at.replace(tzinfo=UTC) for r in rows), default=None)
-    history = History(
-        in_flight=any(r.finished_at is None for r in rows),
-        last_requested_at=last,
-        requested_in_window=sum(
-            1 for r in rows if r.requested_at.replace(tzinfo=UTC) >= now - policy.budget_window
-        ),
-        new_trusted_examples=await repo.examples_since(uow.session, task, last),
+    await cycles_repo.lock_cycles(uow.session, task)
+    decision = decide(
+        policy, await history(uow.session, task, policy, now), now, drift=alarm_text(drift)
     )
-    why = f"{drift.kind} drift: {drift.score:.4g} > {drift.threshold:.4g}" if drift else None
-    decision = decide(policy, history, now, drift=why)
     if not decision.start or decision.reason is None:
         return []
     cycle_id = uuid.uuid4()
@@ -57,8 +72,9 @@ async def request_cycle(
         "detail": decision.detail,
         "requested_at": now,
         "finished_at": None,
+        "examples_upto": await cycles_repo.sft_high_water(uow.session, task),
     }
-    if not await repo.add_cycle(uow.session, values):
+    if not await cycles_repo.add_cycle(uow.session, values):
         return []
     event = CycleRequested(
         producer=NAME,

@@ -11,27 +11,31 @@ hash, so the same rows never start two cycles, whatever crashes or repeats.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
 from shared.events import ArtifactRef, Event
 from shared.events.catalog import CycleRequested, DriftDetected, FeedbackDatasetPublished
+from shared.logs import get_logger
 
 from . import repository as repo
-from .cycles import request_cycle
+from . import repository_cycles as cycles_repo
+from .cycles import alarm_text, history, request_cycle
 from .domain import Build, Feedback, Guards, Trace, build
-from .policy import Policy
+from .policy import Policy, decide
 from .service import Deps, rejection_row
 from .settings import NAME, FeedbackSettings
 
 JSONL = "application/jsonl"
+log = get_logger(__name__)
 
 
 def policy(settings: FeedbackSettings) -> Policy:
-    every = settings.schedule_every_days
     return Policy(
         cooldown=timedelta(seconds=settings.cooldown_s),
-        schedule_every=None if every is None else timedelta(days=every),
+        # Not wired yet: a scheduled cycle needs its own trigger slot (README, gaps).
+        schedule_every=None,
         min_new_examples=settings.min_new_examples,
         max_cycles=settings.max_cycles,
         budget_window=timedelta(days=settings.budget_window_days),
@@ -42,39 +46,40 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def dataset_rows(examples) -> bytes:
-    """The synth batch's row format (id, use_case, negative, input, output), plus lineage."""
+def dataset_rows(examples: list[tuple]) -> bytes:
+    """The synth batch's row format (id, use_case, negative, input, output), plus lineage;
+    `examples` are (example_id, messages, chosen, trust, request_ids, feedback_ids)."""
     lines = []
-    for ex in examples:
-        user = [m["content"] for m in ex.messages if m["role"] == "user"]
+    for example_id, messages, chosen, trust, request_ids, feedback_ids in examples:
+        user = [m["content"] for m in messages if m["role"] == "user"]
         if not user:
             continue  # nothing a student is asked: not a row curation could use
         row = {
-            "id": ex.example_id[:32],
+            "id": example_id[:32],
             "use_case": "feedback",
             "negative": False,
             "input": user[-1],
-            "output": ex.chosen,
-            "lineage": {
-                "trust": ex.trust,
-                "request_ids": ex.request_ids,
-                "feedback_ids": ex.feedback_ids,
-            },
+            "output": chosen,
+            "lineage": {"trust": trust, "request_ids": request_ids, "feedback_ids": feedback_ids},
         }
         lines.append(json.dumps(row, ensure_ascii=False, sort_keys=True))
     return "".join(f"{line}\n" for line in lines).encode()
 
 
 async def publish_feedback(deps: Deps, now: datetime | None = None) -> list[Event]:
-    """One round of the job for every task with feedback; returns the events committed."""
+    """One round of the job for every task with feedback; returns the events committed. A
+    task that fails is logged and retried next round; the others go on."""
     now = now or _now()
     async with deps.db.uow() as uow:
         tasks = await repo.tasks_with_feedback(uow.session)
     sent: list[Event] = []
     rules = policy(deps.settings)
     for task in tasks:
-        await build_training_data(deps, task, now)
-        sent.extend(await start_cycle(deps, task, rules, now))
+        try:
+            await build_training_data(deps, task, now)
+            sent.extend(await start_cycle(deps, task, rules, now))
+        except Exception as exc:
+            log.warning("feedback dataset not built", task=task, error=repr(exc))
     return sent
 
 
@@ -89,17 +94,18 @@ async def start_cycle(
 ) -> list[Event]:
     """Start a cycle for `task` when the policy allows, with every trusted example as its
     feedback dataset. Without `drift` the trigger is enough new examples (`trigger` is then
-    the dataset's hash); a drift alarm (with its `trigger`) starts one with or without any."""
+    the dataset's hash); a drift alarm (with its `trigger`) starts one with or without any.
+    The policy is asked first, so a refused round loads and writes nothing."""
     async with deps.db.uow() as uow:
-        rows = await repo.cycles(uow.session, task)
-        last = max((r.requested_at.replace(tzinfo=UTC) for r in rows), default=None)
-        fresh = await repo.examples_since(uow.session, task, last)
-        examples = await repo.sft_examples(uow.session, task)
-        # Read inside the unit of work: its rollback on exit expires loaded rows.
-        body = dataset_rows(examples)
-        request_ids = sum(len(ex.request_ids) for ex in examples)
-    if drift is None and fresh < rules.min_new_examples:
+        asked = await history(uow.session, task, rules, now)
+    if not decide(rules, asked, now, drift=alarm_text(drift)).start:
         return []
+    async with deps.db.uow() as uow:
+        examples = [
+            (e.example_id, e.messages, e.chosen, e.trust, e.request_ids, e.feedback_ids)
+            for e in await cycles_repo.sft_examples(uow.session, task)
+        ]
+    body = await asyncio.to_thread(dataset_rows, examples)
     ref: ArtifactRef | None = None
     if body and deps.artifacts is not None:
         # Written before the transaction: content-addressed, so a crash or a refusal below
@@ -112,6 +118,7 @@ async def start_cycle(
     if trigger is None:
         raise ValueError("a drift alarm must name its trigger")
     async with deps.db.uow() as uow:
+        # Decided again under the task's lock: the first look above took none.
         events = await request_cycle(
             uow, task, rules, trigger=trigger, drift=drift, now=now, feedback=ref
         )
@@ -125,7 +132,7 @@ async def start_cycle(
                 task_name=task,
                 dataset=ref,
                 examples=body.count(b"\n"),
-                request_ids=request_ids,
+                request_ids=sum(len(e[4]) for e in examples),
             )
             events = [published, *events]
         await uow.publish(*events)

@@ -139,3 +139,8 @@ class CycleRow(Base):
     detail: Mapped[str] = mapped_column(Text)
     requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    examples_upto: Mapped[int] = mapped_column(
+        BigIntId,
+        server_default="0",
+        doc="the newest trusted example id the cycle's dataset included",
+    )

@@ -10,13 +10,13 @@ from sqlalchemy import Integer, and_, cast, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .models import CycleRow, ExampleRow, FeedbackRow, RejectionRow, RolloutRow, TraceRow
+from .models import ExampleRow, FeedbackRow, RejectionRow, RolloutRow, TraceRow
 
 TRACES = TraceRow.__table__
 FEEDBACK = FeedbackRow.__table__
 
 
-def _insert(session: AsyncSession, table):
+def dialect_insert(session: AsyncSession, table):
     dialect = session.bind.dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
@@ -91,7 +91,7 @@ async def add_feedback(session: AsyncSession, rows: list[dict[str, Any]]) -> Non
 
 
 async def upsert_rollout(session: AsyncSession, values: dict[str, Any]) -> None:
-    stmt = _insert(session, RolloutRow.__table__).values(**values)
+    stmt = dialect_insert(session, RolloutRow.__table__).values(**values)
     keep = {k: stmt.excluded[k] for k in values if k != "deployment_id"}
     await session.execute(stmt.on_conflict_do_update(index_elements=["deployment_id"], set_=keep))
 
@@ -137,15 +137,6 @@ async def tasks_with_feedback(session: AsyncSession) -> list[str]:
     return sorted(set(rows.all()))
 
 
-async def sft_examples(session: AsyncSession, task: str) -> list[ExampleRow]:
-    rows = await session.scalars(
-        select(ExampleRow)
-        .where(ExampleRow.task_name == task, ExampleRow.kind == "sft")
-        .order_by(ExampleRow.id)
-    )
-    return list(rows.all())
-
-
 async def traces_for(session: AsyncSession, request_ids: set[str]) -> list[TraceRow]:
     if not request_ids:
         return []
@@ -155,7 +146,7 @@ async def traces_for(session: AsyncSession, request_ids: set[str]) -> list[Trace
 
 async def add_examples(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
-        stmt = _insert(session, ExampleRow.__table__).on_conflict_do_nothing(
+        stmt = dialect_insert(session, ExampleRow.__table__).on_conflict_do_nothing(
             index_elements=["example_id"]
         )
         await session.execute(stmt, rows)
@@ -163,7 +154,7 @@ async def add_examples(session: AsyncSession, rows: list[dict[str, Any]]) -> Non
 
 async def add_rejections(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
-        stmt = _insert(session, RejectionRow.__table__).on_conflict_do_nothing(
+        stmt = dialect_insert(session, RejectionRow.__table__).on_conflict_do_nothing(
             index_elements=["feedback_event_id"]
         )
         await session.execute(stmt, rows)
@@ -257,40 +248,3 @@ async def arm_window(session: AsyncSession, task: str, stage: str, since: dateti
         )
     )
     return [tuple(r) for r in rows.all()]
-
-
-# --- cycles ---
-
-
-async def add_cycle(session: AsyncSession, values: dict[str, Any]) -> bool:
-    """False when a cycle with this trigger was asked for already (a repeated alarm)."""
-    stmt = _insert(session, CycleRow.__table__).on_conflict_do_nothing(index_elements=["trigger"])
-    result = await session.execute(stmt, values)
-    return result.rowcount == 1
-
-
-async def cycles(session: AsyncSession, task: str) -> list[CycleRow]:
-    rows = await session.scalars(
-        select(CycleRow).where(CycleRow.task_name == task).order_by(CycleRow.id)
-    )
-    return list(rows.all())
-
-
-async def finish_cycle(session: AsyncSession, cycle_id: str, now: datetime) -> None:
-    await session.execute(
-        update(CycleRow)
-        .where(CycleRow.cycle_id == cycle_id, CycleRow.finished_at.is_(None))
-        .values(finished_at=now)
-    )
-
-
-async def examples_since(session: AsyncSession, task: str, since: datetime | None) -> int:
-    # SFT rows only: a preference pair is the same correction seen again, not a new example.
-    stmt = (
-        select(func.count())
-        .select_from(ExampleRow)
-        .where(ExampleRow.task_name == task, ExampleRow.kind == "sft")
-    )
-    if since is not None:
-        stmt = stmt.where(ExampleRow.created_at >= since)
-    return int(await session.scalar(stmt) or 0)

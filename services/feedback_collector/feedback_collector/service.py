@@ -28,7 +28,7 @@ from shared.events.production import RolloutMeasured
 from shared.runtime.stage import Stage, StageRun
 
 from . import repository as repo
-from . import repository_drift
+from . import repository_cycles as cycles_repo
 from .arms import arms
 from .settings import NAME, FeedbackSettings
 from .stats import Figures, figures
@@ -136,7 +136,7 @@ async def record_rollout(uow: UnitOfWork, event: RolloutChanged, _: None) -> lis
     )
     # A cycle is over once its candidate is fully live or rolled back.
     if event.cycle_id and event.stage in ("full", "rolled_back"):
-        await repo.finish_cycle(uow.session, str(event.cycle_id), now)
+        await cycles_repo.finish_cycle(uow.session, str(event.cycle_id), now)
     return []
 
 
@@ -178,13 +178,13 @@ async def record_reference(uow: UnitOfWork, event: DatasetPublished, _: None) ->
         "train": event.train.model_dump(mode="json"),
         "published_at": event.occurred_at,
     }
-    await repository_drift.set_reference(uow.session, values)
+    await cycles_repo.set_reference(uow.session, values)
     return []
 
 
 async def record_failed_cycle(uow: UnitOfWork, event: CycleFailed, _: None) -> list[Event]:
     # A failed cycle frees its task for the retrain policy (one in flight per task).
-    await repo.finish_cycle(uow.session, str(event.cycle_id), _now())
+    await cycles_repo.finish_cycle(uow.session, str(event.cycle_id), _now())
     return []
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 NAME = "feedback-collector"
@@ -61,9 +61,6 @@ class FeedbackSettings(BaseSettings):
     )
     max_cycles: int = Field(default=4, ge=1, description="cycles started per budget window")
     budget_window_days: float = Field(default=30.0, gt=0)
-    schedule_every_days: float | None = Field(
-        default=None, gt=0, description="also start a cycle this often; unset: never by schedule"
-    )
     # --- the drift watch (watch.py, drift.py) ---
     drift_every_s: float = Field(default=600.0, gt=0, description="how often drift is tested")
     drift_window: int = Field(
@@ -79,6 +76,9 @@ class FeedbackSettings(BaseSettings):
         default=0.01, gt=0, lt=1, description="input drift: false-alarm probability per test"
     )
     drift_permutations: int = Field(default=200, ge=20)
+    quality_window: int = Field(
+        default=5000, ge=10, description="quality drift: the latest live requests read"
+    )
     quality_baseline: float = Field(
         default=0.05,
         gt=0,
@@ -92,3 +92,12 @@ class FeedbackSettings(BaseSettings):
     quality_false_alarm_run: float = Field(
         default=10_000.0, gt=1, description="quality drift: mean live requests between false alarms"
     )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeedbackSettings:
+        # Either mistake would leave a drift test that never runs, silently.
+        if self.quality_baseline >= self.quality_shifted:
+            raise ValueError("FEEDBACK_QUALITY_BASELINE must be below FEEDBACK_QUALITY_SHIFTED")
+        if self.drift_min_window > self.drift_window:
+            raise ValueError("FEEDBACK_DRIFT_MIN_WINDOW must not exceed FEEDBACK_DRIFT_WINDOW")
+        return self

@@ -5,15 +5,18 @@
   published dataset's train split, embedded with all-MiniLM-L6-v2 (embed.py), by the MMD
   permutation test (drift.py) at `drift_alpha`. Windows smaller than `drift_min_window` are not
   tested: a test that cannot measure must not pass for one that did.
-- Quality drift: a Bernoulli CUSUM over the live requests in order, a request being bad when it
-  failed, was rated negative or escalated, tuned from `quality_baseline` to `quality_shifted`
-  with a threshold for `quality_false_alarm_run` requests between false alarms.
+- Quality drift: a Bernoulli CUSUM over the latest `quality_window` live requests in order,
+  a request being bad when it failed, was rated negative or escalated, tuned from
+  `quality_baseline` to `quality_shifted` with a threshold for `quality_false_alarm_run`
+  requests between false alarms.
 
-Only traffic since the reference was published and since the task's last cycle is read, so the
-cycle an alarm starts does not see that alarm's window again. An alarm becomes `drift.detected`
-and `cycle.requested` through the retrain policy (datasets.start_cycle: every trusted feedback
-example rides along); its trigger names the window's end, so re-reading the same window (a
-restart, a round with no new traffic) starts nothing twice.
+Only traffic since the reference was published and since the task's last cycle started or
+ended is read, so the cycle an alarm starts does not see that alarm's window again, and
+traffic the old model served while a cycle ran is not held against the new one. An alarm
+becomes `drift.detected` and `cycle.requested` through the retrain policy
+(datasets.start_cycle: every trusted feedback example rides along); its trigger names the
+window's end, so re-reading the same window (a restart, a round with no new traffic) starts
+nothing twice.
 """
 
 from __future__ import annotations
@@ -28,15 +31,17 @@ import numpy as np
 
 from shared.events import ArtifactRef, Event
 from shared.events.catalog import DriftDetected
+from shared.logs import get_logger
 from shared.text.pii import scrub
 
-from . import repository as repo
-from . import repository_drift as drift_repo
+from . import repository_cycles as cycles_repo
 from .datasets import policy, start_cycle
 from .domain import is_negative
 from .drift import Cusum, mmd_test
 from .service import Deps
 from .settings import NAME, FeedbackSettings
+
+log = get_logger(__name__)
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 EVIDENCE = 3
@@ -74,7 +79,7 @@ def quality_alarm(
     )
     bad = 0
     for i, (_, error, rating, escalate) in enumerate(outcomes):
-        is_bad = error is not None or is_negative(rating) or bool(escalate)
+        is_bad = bool(error) or is_negative(rating) or bool(escalate)  # as stats.py counts
         bad += is_bad
         if cusum.update(is_bad):
             return cusum, i, bad
@@ -110,10 +115,13 @@ class Watch:
     async def run_once(self, now: datetime | None = None) -> list[Event]:
         now = now or datetime.now(UTC)
         async with self.deps.db.uow() as uow:
-            refs = await drift_repo.references(uow.session)
+            refs = await cycles_repo.references(uow.session)
         sent: list[Event] = []
         for task, version, train, published_at in refs:
-            sent.extend(await self._task(task, version, train, _utc(published_at), now))
+            try:
+                sent.extend(await self._task(task, version, train, _utc(published_at), now))
+            except Exception as exc:  # one task's missing artifact must not blind the others
+                log.warning("drift not tested", task=task, error=repr(exc))
         return sent
 
     async def _task(
@@ -121,11 +129,15 @@ class Watch:
     ) -> list[Event]:
         s = self.deps.settings
         async with self.deps.db.uow() as uow:
-            cycles = await repo.cycles(uow.session, task)
-            since = max([published_at, *(_utc(c.requested_at) for c in cycles)])
-            outcomes = await drift_repo.outcomes(uow.session, task, since)
-            inputs = await drift_repo.recent_inputs(uow.session, task, since, s.drift_window)
-        alarm = self._quality(task, outcomes) or await self._input(task, version, train, inputs)
+            cycles = await cycles_repo.cycles(uow.session, task)
+            # Nothing from before the reference or a cycle's start or end: traffic the model
+            # served while a cycle ran is not held against what that cycle put live.
+            moments = [(c.requested_at, c.finished_at) for c in cycles]
+            since = max([published_at, *(_utc(m) for pair in moments for m in pair if m)])
+            outcomes = await cycles_repo.outcomes(uow.session, task, since, s.quality_window)
+            inputs = await cycles_repo.recent_inputs(uow.session, task, since, s.drift_window)
+        alarm = await asyncio.to_thread(self._quality, task, outcomes)
+        alarm = alarm or await self._input(task, version, train, inputs)
         if alarm is None:
             return []
         trigger = f"drift:{task}:{alarm.kind}:{alarm.window_end}"
