@@ -60,7 +60,13 @@ def trace(text: str, at: datetime) -> TrafficLogged:
     )
 
 
-async def reference(db: Database, store: AsyncArtifactStore, texts: list[str]) -> None:
+async def reference(
+    db: Database,
+    store: AsyncArtifactStore,
+    texts: list[str],
+    at: datetime | None = None,
+    version: str = "v1",
+) -> None:
     rows = [
         {
             "id": str(i),
@@ -76,13 +82,13 @@ async def reference(db: Database, store: AsyncArtifactStore, texts: list[str]) -
         task_name=TASK,
         task_version=1,
         task_spec=train,
-        dataset_version="v1",
+        dataset_version=version,
         manifest=train,
         train=train,
         validation=train,
         train_examples=len(rows),
         validation_examples=0,
-        occurred_at=datetime.now(UTC) - timedelta(hours=1),
+        occurred_at=at or datetime.now(UTC) - timedelta(hours=1),
     )
     async with db.uow() as uow:
         await record_reference(uow, event, None)
@@ -158,3 +164,15 @@ async def test_a_run_of_bad_answers_is_quality_drift(db: Database, store: AsyncA
     assert [type(e) for e in sent] == [DriftDetected, CycleRequested], sent
     assert sent[0].kind == "quality" and sent[0].score > sent[0].threshold
     assert "bad" in sent[0].evidence[0]
+
+
+async def test_the_reference_is_the_latest_dataset_whatever_its_stamp(
+    db: Database, store: AsyncArtifactStore
+):
+    now = datetime.now(UTC)
+    await reference(db, store, ["a b", "c d"], at=now + timedelta(days=365), version="future")
+    await reference(db, store, ["e f", "g h"], at=now + timedelta(seconds=5), version="next")
+    await reference(db, store, ["i j", "k l"], at=now - timedelta(days=1), version="late")
+    async with db.uow() as uow:
+        [(task, version, _, _)] = await cycles_repo.references(uow.session)
+    assert (task, version) == (TASK, "next")  # the future stamp counted as now; late lost

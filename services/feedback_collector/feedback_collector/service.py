@@ -176,7 +176,9 @@ async def record_reference(uow: UnitOfWork, event: DatasetPublished, _: None) ->
         "task_name": event.task_name,
         "dataset_version": event.dataset_version,
         "train": event.train.model_dump(mode="json"),
-        "published_at": event.occurred_at,
+        # The producer's clock, but never ahead of ours: a stamp from the future would pin
+        # this reference against every later dataset.
+        "published_at": min(_utc(event.occurred_at), _now()),
     }
     await cycles_repo.set_reference(uow.session, values)
     return []
