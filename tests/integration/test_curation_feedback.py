@@ -9,6 +9,7 @@ from pathlib import Path
 
 from curation.domain import FEEDBACK_PREFIX
 from shared.db import Database
+from shared.events.base import ArtifactRef
 from shared.events.catalog import DatasetPublished
 from tests.integration.test_curation_service import (
     GOLDEN,
@@ -41,7 +42,9 @@ async def test_feedback_rows_join_the_dataset_and_win_over_synthetic_ones(
         },
         {"id": "c3", "use_case": "feedback", "input": "Re: " + GOLDEN[0]["input"], "output": FIXED},
     ]
-    body = b"".join(json.dumps(r).encode() + b"\n" for r in feedback)
+    # A synthetic row may not claim feedback's precedence by its id.
+    rows.append({**synth_rows(1, seed=9)[0], "id": f"{FEEDBACK_PREFIX}forged"})
+    body = b"".join(json.dumps(r).encode() + b"\n" for r in feedback) + b"not json\n"
     fb_ref = await artifacts.put_bytes(body, media_type="application/jsonl")
     event = await synth_event(artifacts, spec_ref, rows)
     event = event.model_copy(update={"feedback_dataset": fb_ref})
@@ -64,4 +67,11 @@ async def test_feedback_rows_join_the_dataset_and_win_over_synthetic_ones(
     assert rows[0]["id"] not in by_id  # the synthetic twin lost to the correction
     answer = [m for m in by_id[f"{FEEDBACK_PREFIX}c1"]["messages"] if m["role"] == "assistant"]
     assert json.loads(answer[0]["content"]) == json.loads(FIXED)
-    assert manifest["counts"]["rejected"] == {"contaminated": 1, "exact_duplicate": 1}
+    assert f"{FEEDBACK_PREFIX}forged" not in by_id
+    assert manifest["counts"]["rejected"] == {
+        "contaminated": 1,
+        "exact_duplicate": 1,
+        "malformed": 2,  # the forged id, and the feedback file's bad line
+    }
+    rejected = (await artifacts.get_bytes(ArtifactRef(**manifest["files"]["rejected"]))).decode()
+    assert f'"{FEEDBACK_PREFIX}line-4"' in rejected  # named as feedback's, not the batch's
