@@ -114,10 +114,11 @@ async def _log_bus_error(exc: Exception) -> None:
     log.warning("nats error", error=str(exc))
 
 
-async def _stream_info(js, attempts: int = 4):
+async def _stream_info(js, attempts: int = 8):
     # A whole platform starting at once on two cores (every service importing torch, every
-    # connection checked against a bcrypt hash) can keep the server from answering within
-    # the client's 5 s; that is a slow start, not a reason for the service to exit.
+    # connection checked against a bcrypt hash, `distillery demo` importing the student) can
+    # keep the server from answering within the client's 5 s for half a minute (measured: a
+    # collector exited after 4 attempts, ~26 s); a slow start, not a reason to exit. ~70 s.
     for attempt in range(1, attempts):
         try:
             return await js.stream_info(STREAM_NAME)
