@@ -16,6 +16,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from shared.events import ArtifactRef, Event
+from shared.events.base import utcnow
 from shared.events.catalog import CycleRequested, DriftDetected, FeedbackDatasetPublished
 from shared.logs import get_logger
 
@@ -42,10 +43,6 @@ def policy(settings: FeedbackSettings) -> Policy:
     )
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def dataset_rows(examples: list[tuple]) -> bytes:
     """The synth batch's row format (id, use_case, negative, input, output), plus lineage;
     `examples` are (example_id, messages, chosen, trust, request_ids, feedback_ids)."""
@@ -69,7 +66,7 @@ def dataset_rows(examples: list[tuple]) -> bytes:
 async def publish_feedback(deps: Deps, now: datetime | None = None) -> list[Event]:
     """One round of the job for every task with feedback; returns the events committed. A
     task that fails is logged and retried next round; the others go on."""
-    now = now or _now()
+    now = now or utcnow()
     async with deps.db.uow() as uow:
         tasks = await repo.tasks_with_feedback(uow.session)
     sent: list[Event] = []
@@ -101,10 +98,13 @@ async def start_cycle(
     if not decide(rules, asked, now, drift=alarm_text(drift)).start:
         return []
     async with deps.db.uow() as uow:
+        rows = await cycles_repo.sft_examples(uow.session, task)
+        # Plain values: the unit of work's rollback on exit expires loaded rows.
         examples = [
             (e.example_id, e.messages, e.chosen, e.trust, e.request_ids, e.feedback_ids)
-            for e in await cycles_repo.sft_examples(uow.session, task)
+            for e in rows
         ]
+        request_ids = sum(len(e.request_ids) for e in rows)
     body = await asyncio.to_thread(dataset_rows, examples)
     ref: ArtifactRef | None = None
     if body and deps.artifacts is not None:
@@ -132,7 +132,7 @@ async def start_cycle(
                 task_name=task,
                 dataset=ref,
                 examples=body.count(b"\n"),
-                request_ids=sum(len(e[4]) for e in examples),
+                request_ids=request_ids,
             )
             events = [published, *events]
         await uow.publish(*events)
@@ -154,7 +154,7 @@ def guards(settings: FeedbackSettings) -> Guards:
 
 async def build_training_data(deps: Deps, task: str, now: datetime | None = None) -> Build:
     """Examples and rejections from the task's unused, matched feedback, in one transaction."""
-    now = now or _now()
+    now = now or utcnow()
     expiry = now - timedelta(days=deps.settings.pending_feedback_days)
     async with deps.db.uow() as uow:
         rows = await repo.unused_feedback(uow.session, task)

@@ -62,12 +62,12 @@ async def finish_cycle(session: AsyncSession, cycle_id: str, now: datetime) -> N
 
 # --- trusted examples (SFT only: a preference pair is the same correction seen again) ---
 
-SFT = (ExampleRow.kind == "sft",)
+SFT = ExampleRow.kind == "sft"
 
 
 async def sft_high_water(session: AsyncSession, task: str) -> int:
     """The task's newest SFT example id (0: none): what a cycle started now includes."""
-    stmt = select(func.max(ExampleRow.id)).where(ExampleRow.task_name == task, *SFT)
+    stmt = select(func.max(ExampleRow.id)).where(ExampleRow.task_name == task, SFT)
     return int(await session.scalar(stmt) or 0)
 
 
@@ -75,14 +75,14 @@ async def sft_count_after(session: AsyncSession, task: str, after_id: int) -> in
     stmt = (
         select(func.count())
         .select_from(ExampleRow)
-        .where(ExampleRow.task_name == task, ExampleRow.id > after_id, *SFT)
+        .where(ExampleRow.task_name == task, ExampleRow.id > after_id, SFT)
     )
     return int(await session.scalar(stmt) or 0)
 
 
 async def sft_examples(session: AsyncSession, task: str) -> list[ExampleRow]:
     rows = await session.scalars(
-        select(ExampleRow).where(ExampleRow.task_name == task, *SFT).order_by(ExampleRow.id)
+        select(ExampleRow).where(ExampleRow.task_name == task, SFT).order_by(ExampleRow.id)
     )
     return list(rows.all())
 

@@ -178,7 +178,7 @@ async def record_reference(uow: UnitOfWork, event: DatasetPublished, _: None) ->
         "train": event.train.model_dump(mode="json"),
         # The producer's clock, but never ahead of ours: a stamp from the future would pin
         # this reference against every later dataset.
-        "published_at": min(_utc(event.occurred_at), _now()),
+        "published_at": min(as_utc(event.occurred_at), _now()),
     }
     await cycles_repo.set_reference(uow.session, values)
     return []
@@ -193,7 +193,7 @@ async def record_failed_cycle(uow: UnitOfWork, event: CycleFailed, _: None) -> l
 # --- online figures of unfinished rollouts, for the deployer's rule ---
 
 
-def _utc(moment: datetime) -> datetime:
+def as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite drops the zone
 
 
@@ -205,7 +205,7 @@ async def report_rollouts(deps: Deps, now: datetime | None = None) -> int:
     now = now or _now()
     async with deps.db.uow() as uow:
         rollouts = [
-            (r.deployment_id, r.task_name, r.stage, r.traffic_share, _utc(r.updated_at))
+            (r.deployment_id, r.task_name, r.stage, r.traffic_share, as_utc(r.updated_at))
             for r in await repo.unfinished_rollouts(uow.session)
         ]
         windows = {r[0]: await repo.arm_window(uow.session, r[1], r[2], r[4]) for r in rollouts}

@@ -25,11 +25,12 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 import numpy as np
 
 from shared.events import ArtifactRef, Event
+from shared.events.base import utcnow
 from shared.events.catalog import DriftDetected
 from shared.logs import get_logger
 from shared.text.pii import scrub
@@ -38,17 +39,13 @@ from . import repository_cycles as cycles_repo
 from .datasets import policy, start_cycle
 from .domain import is_negative
 from .drift import Cusum, mmd_test
-from .service import Deps
+from .service import Deps, as_utc
 from .settings import NAME, FeedbackSettings
 
 log = get_logger(__name__)
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 EVIDENCE = 3
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def last_user(messages: list[dict]) -> str | None:
@@ -113,13 +110,13 @@ class Watch:
         return self._embed(texts)
 
     async def run_once(self, now: datetime | None = None) -> list[Event]:
-        now = now or datetime.now(UTC)
+        now = now or utcnow()
         async with self.deps.db.uow() as uow:
             refs = await cycles_repo.references(uow.session)
         sent: list[Event] = []
         for task, version, train, published_at in refs:
             try:
-                sent.extend(await self._task(task, version, train, _utc(published_at), now))
+                sent.extend(await self._task(task, version, train, as_utc(published_at), now))
             except Exception as exc:  # one task's missing artifact must not blind the others
                 log.warning("drift not tested", task=task, error=repr(exc))
         return sent
@@ -132,8 +129,8 @@ class Watch:
             cycles = await cycles_repo.cycles(uow.session, task)
             # Nothing from before the reference or a cycle's start or end: traffic the model
             # served while a cycle ran is not held against what that cycle put live.
-            moments = [(c.requested_at, c.finished_at) for c in cycles]
-            since = max([published_at, *(_utc(m) for pair in moments for m in pair if m)])
+            moments = [c.requested_at for c in cycles] + [c.finished_at for c in cycles]
+            since = max([published_at, *(as_utc(m) for m in moments if m)])
             outcomes = await cycles_repo.outcomes(uow.session, task, since, s.quality_window)
             inputs = await cycles_repo.recent_inputs(uow.session, task, since, s.drift_window)
         alarm = await asyncio.to_thread(self._quality, task, outcomes)
@@ -154,8 +151,8 @@ class Watch:
             kind="quality",
             score=cusum.score,
             threshold=cusum.threshold,
-            window_start=_utc(outcomes[0][0]).isoformat(),
-            window_end=_utc(outcomes[i][0]).isoformat(),
+            window_start=as_utc(outcomes[0][0]).isoformat(),
+            window_end=as_utc(outcomes[i][0]).isoformat(),
             window_size=i + 1,
             evidence=[
                 f"{bad} of {i + 1} live requests bad (failed, rated negative or escalated) "
@@ -192,8 +189,8 @@ class Watch:
             kind="input",
             score=result.statistic,
             threshold=result.threshold,
-            window_start=_utc(inputs[0][1]).isoformat(),
-            window_end=_utc(inputs[-1][1]).isoformat(),
+            window_start=as_utc(inputs[0][1]).isoformat(),
+            window_end=as_utc(inputs[-1][1]).isoformat(),
             window_size=len(texts),
             evidence=farthest(reference, window, texts, EVIDENCE),
         )
