@@ -242,29 +242,29 @@ async def load_spec(artifacts: AsyncArtifactStore, ref: ArtifactRef) -> TaskSpec
         raise PermanentError(f"task spec {ref.uri}: {exc}") from exc
 
 
-def read_batch(
-    data: bytes, ref: ArtifactRef, what: str = "synth batch"
-) -> tuple[list[Row], list[Rejection]]:
+def _parse(data: bytes, ref: ArtifactRef, what: str) -> tuple[list[Row], list[Rejection]]:
     try:
-        rows, bad = parse_rows(data)
+        return parse_rows(data)
     except NotJsonl as exc:
         raise PermanentError(f"{what} {ref.uri} is not JSONL: {exc}") from exc
-    if what == "synth batch":
-        # The prefix gives a row feedback's precedence in dedup: only curation hands it out.
-        taken = [r for r in rows if r.id.startswith(FEEDBACK_PREFIX)]
-        bad += [
-            Rejection(r.id, r.use_case, "malformed", f"id prefix {FEEDBACK_PREFIX!r} is reserved")
-            for r in taken
-        ]
-        rows = [r for r in rows if not r.id.startswith(FEEDBACK_PREFIX)]
-    return rows, bad
+
+
+def read_batch(data: bytes, ref: ArtifactRef) -> tuple[list[Row], list[Rejection]]:
+    rows, bad = _parse(data, ref, "synth batch")
+    # The prefix gives a row feedback's precedence in dedup: only curation hands it out.
+    taken = [r for r in rows if r.id.startswith(FEEDBACK_PREFIX)]
+    bad += [
+        Rejection(r.id, r.use_case, "malformed", f"id prefix {FEEDBACK_PREFIX!r} is reserved")
+        for r in taken
+    ]
+    return [r for r in rows if not r.id.startswith(FEEDBACK_PREFIX)], bad
 
 
 def read_feedback(data: bytes, ref: ArtifactRef) -> tuple[list[Row], list[Rejection]]:
     """The feedback-collector's rows, in the synth batch's format. Their ids (and those of
     their malformed lines) are prefixed here, whatever the file says: the prefix is what lets
     a corroborated correction win dedup against a synthetic row of the same input."""
-    rows, bad = read_batch(data, ref, "feedback dataset")
+    rows, bad = _parse(data, ref, "feedback dataset")
     return (
         [replace(r, id=f"{FEEDBACK_PREFIX}{r.id}") for r in rows],
         [replace(b, row_id=f"{FEEDBACK_PREFIX}{b.row_id}") for b in bad],
