@@ -40,9 +40,9 @@ def main() -> None:
     parser.add_argument("--model", help="SmolLM2 as safetensors (skips the GGUF conversion)")
     parser.add_argument("--adapter", help="a LoRA adapter for it; default: B = 0 (the base)")
     parser.add_argument("--rows", type=int, default=40, help="golden rows (evenly spread)")
-    # 1 by default: on a shared, loaded machine two torch threads contending for one free core
-    # made transformers 7x slower (26 s vs 3.8 s for one reply), which flatters llama.cpp.
-    parser.add_argument("--threads", type=int, default=1)
+    # The service's default (QUANTIZER_THREADS). On a loaded machine use 1: two torch threads
+    # contending for one free core made transformers 7x slower, which flatters llama.cpp.
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--dump", help="write every reply and figure to this JSON file")
     args = parser.parse_args()
@@ -91,6 +91,8 @@ def main() -> None:
         f"\nSmolLM2-135M, {len(rows)} golden rows, {args.threads} thread(s), quality {metric}, "
         f"grammar-constrained greedy; whole run {elapsed:.0f} s"
     )
+    for key, value in result.runtime.items():
+        print(f"{key}: {value}")
     merged_fields = scores[domain.MERGED]["mean_field_accuracy"]
     print(
         "| variant | engine | size MB | exact_row | field acc | field retention | TTFT P50 ms "

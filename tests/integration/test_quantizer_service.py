@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from quantizer import domain
 from quantizer.handlers import build_deps
 from quantizer.models import QuantizationRow, VariantRow
-from quantizer.service import stages
+from quantizer.service import _calibration_rows, stages
 from quantizer.settings import QuantizerSettings
 from shared.artifacts import AsyncArtifactStore, LocalArtifactStore
 from shared.artifacts.base import object_key
@@ -179,6 +180,9 @@ async def test_passing_adapter_gets_variants_and_a_choice_once(
     assert "gguf-q8_0 failed retention not measured" in chosen.reason
     report = json.loads(world.store.get_bytes(chosen.report))
     assert report["merge_max_abs_diff"] <= SETTINGS.merge_tolerance
+    # Which kernels the engines chose on this CPU is part of every figure.
+    assert "AVX" in report["runtime"]["llama_cpp_system"]
+    assert report["runtime"]["torch_cpu_capability"]
     assert await count(db, QuantizationRow) == 1 and await count(db, VariantRow) == 4
 
     outbox = await count(db, OutboxRow)
@@ -188,6 +192,32 @@ async def test_passing_adapter_gets_variants_and_a_choice_once(
     failed = evaluated(world, passed=False)
     assert await deliver(world, failed) == "acked"
     assert await answers(db, failed) == {}, "a failed candidate is not quantized"
+
+
+async def test_the_adapters_train_split_is_fetched_for_calibration_or_why_not_is_said(
+    sqlite_db, tmp_path, tiny_model_dir, adapter_dir
+):
+    world = make_world(tmp_path, sqlite_db, tiny_model_dir, adapter_dir)
+    deps = build_deps(world.ctx, SETTINGS)
+    gpu_plan = domain.plan(["int4"])
+    folder = tmp_path / "fetched"
+    folder.mkdir()
+    train = world.store.put_bytes(b'{"input": "q", "output": "{}"}\n')
+    manifest = {"extra": {"train_split": train.model_dump(mode="json")}}
+    path, why = await _calibration_rows(deps, gpu_plan, manifest, folder)
+    assert why == "" and path.read_bytes() == b'{"input": "q", "output": "{}"}\n'
+
+    assert await _calibration_rows(deps, gpu_plan, {}, folder) == (
+        None,
+        "the adapter's manifest names no train split",
+    )
+    gone = train.model_copy(update={"sha256": "0" * 64})
+    path, why = await _calibration_rows(
+        deps, gpu_plan, {"extra": {"train_split": gone.model_dump(mode="json")}}, folder
+    )
+    assert path is None and why.startswith("the train split could not be fetched")
+    # CPU-only plans fetch nothing.
+    assert (await _calibration_rows(deps, domain.plan(["gguf"]), manifest, folder))[0] is None
 
 
 async def test_corrupt_adapter_ends_the_cycle(sqlite_db, tmp_path, tiny_model_dir, adapter_dir):

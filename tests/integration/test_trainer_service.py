@@ -154,6 +154,8 @@ async def test_trainer_process_trains_reports_progress_and_is_idempotent(
     manifest = read_manifest(store, completed.adapter)
     assert manifest["kind"] == "adapter" and manifest["base_model"] == base.sha256
     assert sorted(manifest["files"]) == ["adapter_config.json", "adapter_model.safetensors"]
+    # The quantizer calibrates on the rows the adapter learnt from.
+    assert manifest["extra"]["train_split"] == event.train.model_dump(mode="json")
     report = json.loads(store.get_bytes(completed.report))
     assert [t["number"] for t in report["trials"]] == [0, 1]
     assert report["hyperparameters"] == {

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from quantizer import gpu, worker
+from quantizer import gpu, vllm_engine, worker
 from quantizer.contract import PlannedVariant, QuantizeJob
 
 
@@ -46,9 +46,8 @@ def test_calibration_is_a_seeded_sample_of_training_rows_as_the_student_saw_them
         gpu.calibration_texts(b"\n", "s", Template(), rows=4)
 
 
-@pytest.mark.skipif(gpu.cuda_available(), reason="this machine has a GPU")
-def test_without_cuda_each_vllm_variant_is_skipped_with_the_reason(tmp_path):
-    job = QuantizeJob(
+def _job(tmp_path, **overrides) -> QuantizeJob:
+    fields = dict(
         base_dir=str(tmp_path),
         adapter_dir=str(tmp_path),
         out_dir=str(tmp_path),
@@ -63,11 +62,70 @@ def test_without_cuda_each_vllm_variant_is_skipped_with_the_reason(tmp_path):
         threads=1,
         context=128,
     )
+    return QuantizeJob(**(fields | overrides))
+
+
+def _plan(scheme: str) -> PlannedVariant:
+    return PlannedVariant(
+        name=scheme, engine="vllm", method="m", kind="compressed-tensors", scheme=scheme
+    )
+
+
+@pytest.mark.skipif(gpu.cuda_available(), reason="this machine has a GPU")
+def test_without_cuda_each_vllm_variant_is_skipped_with_the_reason(tmp_path):
+    job = _job(tmp_path)
     for scheme in ("W8A16", "W4A16", "FP8_DYNAMIC"):
-        plan = PlannedVariant(
-            name=scheme, engine="vllm", method="m", kind="compressed-tensors", scheme=scheme
-        )
-        out = worker._vllm_variant(job, plan, tmp_path)
+        out = worker._vllm_variant(job, _plan(scheme), tmp_path, Template(), None)
         assert out.status == "skipped" and out.path is None and out.size_bytes is None
         assert out.reason.startswith("skipped: needs a GPU")
     assert not list(tmp_path.iterdir()), "nothing was written"
+
+
+def test_on_a_gpu_gptq_without_training_rows_is_skipped_with_why(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu, "skip_reason", lambda: None)  # as on a machine with CUDA
+    job = _job(tmp_path, calibration_missing="the adapter's manifest names no train split")
+    out = worker._vllm_variant(job, _plan("W4A16"), tmp_path, Template(), None)
+    assert out.status == "skipped"
+    assert out.reason == (
+        "skipped: no training rows to calibrate on (the adapter's manifest names no train split)"
+    )
+
+
+def test_on_a_gpu_gptq_calibrates_on_a_sample_of_the_train_split(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu, "skip_reason", lambda: None)
+    train = tmp_path / "train.jsonl"
+    train.write_text(
+        "".join(json.dumps({"input": f"q{i}", "output": "{}"}) + "\n" for i in range(9))
+    )
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def compress(merged, dest, scheme, texts, max_len):  # llm-compressor itself needs CUDA
+        seen.update(scheme=scheme, texts=list(texts), max_len=max_len)
+        raise Stop
+
+    monkeypatch.setattr(gpu, "compress", compress)
+    job = _job(tmp_path, calibration_path=str(train), calibration_rows=4, max_seq_len=384)
+    with pytest.raises(Stop):
+        worker._vllm_variant(job, _plan("W4A16"), tmp_path, Template(), None)
+    assert seen["scheme"] == "W4A16" and seen["max_len"] == 384
+    assert len(seen["texts"]) == 4
+    assert all(
+        t.startswith("<system>s<user>q") and t.endswith("<assistant>{}") for t in seen["texts"]
+    )
+
+
+def test_vllm_runs_greedy_under_the_same_schema_as_the_other_engines(tmp_path):
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    assert vllm_engine.sampling_args(schema, 64) == {
+        "temperature": 0.0,
+        "max_tokens": 64,
+        "structured_outputs": {"json": schema},
+    }
+    assert "structured_outputs" not in vllm_engine.sampling_args(None, 8)
+    args = vllm_engine.engine_args(tmp_path / "w4a16", 2048)
+    assert args["model"] == str(tmp_path / "w4a16") and args["max_model_len"] == 2048
+    # Sampling defaults are vLLM's, as the deployer's `vllm serve --generation-config vllm`.
+    assert args["generation_config"] == "vllm"

@@ -30,7 +30,11 @@ class QuantizeJob(BaseModel):
     output_schema: dict[str, Any] | None
     golden: list[Row]
     timed_rows: list[str] = Field(description="golden ids also used for latency")
-    calibration_texts: list[str] = Field(default_factory=list)
+    calibration_path: str | None = Field(
+        default=None, description="the adapter's train split (JSONL), for GPTQ calibration"
+    )
+    calibration_missing: str = Field(default="", description="why calibration_path is None")
+    calibration_rows: int = 256
     max_new_tokens: int
     merge_tolerance: float
     threads: int
@@ -52,3 +56,4 @@ class QuantizeResult(BaseModel):
     merged_dir: str
     merge_max_abs_diff: float
     variants: list[Measured]
+    runtime: dict[str, str] = Field(default_factory=dict, description="engines.runtime_info()")

@@ -68,8 +68,15 @@ class LlamaCppEngine:
     def __init__(self, gguf: Path, threads: int, context: int) -> None:
         import llama_cpp
 
+        # n_threads_batch (the prompt) defaults to every CPU, not n_threads: on a machine
+        # whose other cores are busy, prompt processing then waits on threads it cannot run.
         self.llm = llama_cpp.Llama(
-            model_path=str(gguf), n_ctx=context, n_threads=threads, n_batch=512, verbose=False
+            model_path=str(gguf),
+            n_ctx=context,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_batch=512,
+            verbose=False,
         )
         self.vocab_size = self.llm.n_vocab()
 
@@ -91,6 +98,26 @@ class LlamaCppEngine:
     def step(self, token: int) -> Any:
         self.llm.eval([token])
         return self._last()
+
+
+def runtime_info() -> dict[str, str]:
+    """Which kernels each engine chose on this CPU (AVX2 / AVX-512 / AMX...): a figure from
+    one machine means little without it."""
+    import torch
+
+    info = {
+        "torch": torch.__version__,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+    }
+    try:
+        import llama_cpp
+    except ImportError:  # an install without the CPU engine
+        return info | {"llama_cpp": "not installed"}
+    return info | {
+        "llama_cpp": llama_cpp.__version__,
+        "llama_cpp_system": llama_cpp.llama_print_system_info().decode().strip(),
+    }
 
 
 def greedy(

@@ -117,6 +117,7 @@ async def conclude(
         "variants": [v.model_dump(mode="json") for v in judged],
         "scores": scores,
         "figures": figures,
+        "runtime": result.runtime,
     }
     body = json.dumps(report, sort_keys=True, indent=1).encode()
     report_ref = await artifacts.put_bytes(body, media_type="application/json")

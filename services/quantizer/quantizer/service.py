@@ -61,6 +61,9 @@ class Job:
     base_dir: Path
     adapter_dir: Path
     plan: list[domain.VariantPlan]
+    # The adapter's train split, for GPTQ calibration of the vLLM-native variants.
+    calibration: Path | None = None
+    calibration_missing: str = ""
 
 
 def stages(deps: Deps) -> list[Stage]:
@@ -113,7 +116,28 @@ async def prepare(deps: Deps, event: EvaluationCompleted, run: StageRun) -> Job 
         raise PermanentError(
             f"cannot quantize adapter {event.candidate.sha256[:12]}: {exc!r}"
         ) from exc
-    return Job(event, spec, rows, base, base_dir, adapter_dir, plan)
+    calibration, missing = await _calibration_rows(deps, plan, manifest, folder)
+    return Job(event, spec, rows, base, base_dir, adapter_dir, plan, calibration, missing)
+
+
+async def _calibration_rows(
+    deps: Deps, plan: list[domain.VariantPlan], manifest: dict, folder: Path
+) -> tuple[Path | None, str]:
+    """The train split the adapter was trained on (its manifest names it), or why not.
+
+    Only the vLLM-native variants use it, and only on a GPU: a split that cannot be had skips
+    those variants with the reason instead of failing the CPU ones."""
+    if all(p.kind == "gguf" for p in plan):
+        return None, "no vLLM-native variant planned"
+    raw = (manifest.get("extra") or {}).get("train_split")
+    if raw is None:
+        return None, "the adapter's manifest names no train split"
+    try:
+        ref = ArtifactRef.model_validate(raw)
+        path = await deps.artifacts.get_file(ref, folder / f"train-{ref.sha256}.jsonl")
+    except (ArtifactError, ValueError) as exc:
+        return None, f"the train split could not be fetched: {exc}"
+    return path, ""
 
 
 def payload(deps: Deps, job: Job) -> QuantizeJob:
@@ -135,6 +159,9 @@ def payload(deps: Deps, job: Job) -> QuantizeJob:
         threads=s.threads,
         context=s.context,
         max_seq_len=job.spec.student.max_seq_len,
+        calibration_path=None if job.calibration is None else str(job.calibration),
+        calibration_missing=job.calibration_missing,
+        calibration_rows=s.calibration_rows,
     )
 
 

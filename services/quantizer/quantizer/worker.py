@@ -2,10 +2,13 @@
 
 `quantize(job, progress)`: merge the adapter and verify it; run the merged model on
 transformers; convert it to GGUF F16 and quantize the other GGUF schemes from that file; run
-each on llama.cpp; make the vLLM-native variants where there is a GPU, else report each
-skipped. Every model answers the same golden rows with the same greedy, grammar-masked loop
-(engines.py). Bad input (an adapter that does not load, an architecture llama.cpp cannot
-convert, a merge that does not match) raises PermanentError; the stage ends the cycle.
+each on llama.cpp; where there is a GPU, make the vLLM-native variants with llm-compressor
+(GPTQ calibrated on a sample of the adapter's train split) and run each on vLLM, else report
+each skipped with the reason. Every model answers the same golden rows greedily under the same
+schema: transformers and llama.cpp in one grammar-masked loop (engines.py), vLLM with its own
+structured output from that schema (vllm_engine.py). Bad input (an adapter that does not
+load, an architecture llama.cpp cannot convert, a merge that does not match) raises
+PermanentError; the stage ends the cycle.
 """
 
 from __future__ import annotations
@@ -53,8 +56,17 @@ def quantize(job: QuantizeJob, progress: Progress) -> QuantizeResult:
             progress({"step": "evaluated", "variant": plan.name})
         if not any(p.scheme == "F16" for p in ggufs):
             f16.unlink()  # the source of the others, not a variant of its own here
-    measured += [_vllm_variant(job, plan, merged) for plan in job.variants if plan.kind != "gguf"]
-    return QuantizeResult(merged_dir=str(merged), merge_max_abs_diff=diff, variants=measured)
+    measured += [
+        _vllm_variant(job, plan, merged, tokenizer, runner)
+        for plan in job.variants
+        if plan.kind != "gguf"
+    ]
+    return QuantizeResult(
+        merged_dir=str(merged),
+        merge_max_abs_diff=diff,
+        variants=measured,
+        runtime=engines.runtime_info(),
+    )
 
 
 def _gguf_variant(job: QuantizeJob, plan: PlannedVariant, f16: Path, runner: _Runner) -> Measured:
@@ -69,13 +81,30 @@ def _gguf_variant(job: QuantizeJob, plan: PlannedVariant, f16: Path, runner: _Ru
     return runner.run(plan.name, path, engine)
 
 
-def _vllm_variant(job: QuantizeJob, plan: PlannedVariant, merged: Path) -> Measured:
+def _vllm_variant(
+    job: QuantizeJob, plan: PlannedVariant, merged: Path, tokenizer: Any, runner: _Runner
+) -> Measured:
     reason = gpu.skip_reason()
-    if reason is None:
-        # The compress step exists (gpu.compress); judging it on vLLM under the same grammar
-        # does not yet, and an unjudged variant must not be chosen.
-        reason = "skipped: evaluation on vLLM is not implemented yet; not made"
-    return Measured(name=plan.name, status="skipped", reason=reason)
+    recipe = gpu.recipe(plan.scheme)
+    texts: list[str] = []
+    if reason is None and recipe.needs_calibration:
+        if job.calibration_path is None:
+            reason = f"skipped: no training rows to calibrate on ({job.calibration_missing})"
+        else:
+            train = Path(job.calibration_path).read_bytes()
+            texts = gpu.calibration_texts(
+                train, job.system_prompt, tokenizer, rows=job.calibration_rows
+            )
+    if reason is not None:
+        return Measured(name=plan.name, status="skipped", reason=reason)
+    from . import vllm_engine  # CUDA only: never imported on a CPU machine
+
+    dest = gpu.compress(merged, Path(job.out_dir) / plan.name, plan.scheme, texts, job.max_seq_len)
+    engine = vllm_engine.VllmEngine(dest, job.context)
+    try:
+        return runner.run_vllm(plan.name, dest, engine)
+    finally:
+        engine.close()
 
 
 def _prompt(tokenizer: Any, system: str, text: str) -> str:
@@ -102,7 +131,11 @@ class _Runner:
             )
         return self._grammars[vocab_size]
 
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
     def run(self, name: str, path: Path, engine: Any) -> Measured:
+        """A variant on transformers or llama.cpp: our greedy loop under the xgrammar mask."""
         grammar = self.grammar(engine.vocab_size)
         stops = set(grammar.tokenizer_info.stop_token_ids) if grammar is not None else set()
         stops.add(self.tokenizer.eos_token_id)
@@ -114,9 +147,25 @@ class _Runner:
                 grammar=grammar,
                 stop_ids=stops,
                 max_new_tokens=self.job.max_new_tokens,
-                decode=lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True),
+                decode=self.decode,
             )
 
+        return self._measure(name, path, reply)
+
+    def run_vllm(self, name: str, path: Path, engine: Any) -> Measured:
+        """A variant on vLLM: its own structured output from the same schema (vllm_engine)."""
+
+        def reply(row_id: str) -> engines.Reply:
+            return engine.answer(
+                self.ids[row_id],
+                schema=self.job.output_schema,
+                max_new_tokens=self.job.max_new_tokens,
+                decode=self.decode,
+            )
+
+        return self._measure(name, path, reply)
+
+    def _measure(self, name: str, path: Path, reply: Callable[[str], engines.Reply]) -> Measured:
         if self.job.timed_rows:
             reply(self.job.timed_rows[0])  # warm-up: first-call allocations are not latency
         replies = {}

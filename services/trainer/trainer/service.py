@@ -219,6 +219,8 @@ async def work(deps: Deps, job: Job, run: StageRun) -> Outputs:
             extra={
                 "run_id": str(job.run_id),
                 "dataset_version": job.event.dataset_version,
+                # The quantizer calibrates GPTQ on the rows the adapter learnt from.
+                "train_split": job.event.train.model_dump(mode="json"),
                 # What the deployer/gateway serves it with: what it was trained and evaluated with.
                 **serving_extra(job.spec),
             },
