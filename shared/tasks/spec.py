@@ -194,6 +194,34 @@ class Rollout(Spec):
     max_error_rate: float = Field(default=0.02, ge=0, le=1)
 
 
+class Monitoring(Spec):
+    """Drift windows, thresholds, false-alarm budget and retrain policy for this task (the
+    feedback collector). A field left unset takes the collector's FEEDBACK_* default."""
+
+    drift_window: int | None = Field(
+        default=None, ge=20, le=100_000, description="input drift: latest live requests compared"
+    )
+    drift_alpha: float | None = Field(
+        default=None, gt=0, lt=0.5, description="input drift: false-alarm probability per test"
+    )
+    quality_baseline: float | None = Field(
+        default=None, gt=0, lt=1, description="quality drift: expected share of bad answers"
+    )
+    quality_shifted: float | None = Field(
+        default=None, gt=0, lt=1, description="quality drift: the share the CUSUM is tuned to"
+    )
+    quality_false_alarm_run: float | None = Field(
+        default=None, gt=1, description="quality drift: mean live requests between false alarms"
+    )
+    retrain_every_days: float | None = Field(
+        default=None, gt=0, description="a scheduled cycle this often; unset: none"
+    )
+    cooldown_hours: float | None = Field(default=None, ge=0)
+    min_new_examples: int | None = Field(default=None, ge=1)
+    max_cycles: int | None = Field(default=None, ge=1, description="per budget window")
+    budget_window_days: float | None = Field(default=None, gt=0)
+
+
 class Residency(Spec):
     allowed_teacher_hosts: list[str] = Field(min_length=1)
 
@@ -219,6 +247,7 @@ class TaskSpec(Spec):
     curation: Curation = Curation()
     quantization: list[QuantTarget] = Field(default=["int8"])
     rollout: Rollout = Rollout()
+    monitoring: Monitoring = Monitoring()
     residency: Residency
 
     @property

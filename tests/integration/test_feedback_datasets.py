@@ -12,12 +12,20 @@ import pytest
 from sqlalchemy import select
 
 from feedback_collector.datasets import publish_feedback
-from feedback_collector.service import Deps, ingest_feedback, ingest_traces, record_failed_cycle
+from feedback_collector.service import (
+    Deps,
+    ingest_feedback,
+    ingest_traces,
+    record_failed_cycle,
+    record_reference,
+)
 from feedback_collector.settings import FeedbackSettings
 from shared.artifacts import AsyncArtifactStore, LocalArtifactStore
 from shared.db import Database, OutboxRow
-from shared.events import CycleFailed, FeedbackRecorded, TrafficLogged
+from shared.events import CycleFailed, DatasetPublished, FeedbackRecorded, TrafficLogged
 from shared.events.catalog import CycleRequested, FeedbackDatasetPublished
+from shared.tasks.spec import Monitoring
+from tests.fixtures.datasets import make_spec
 
 TASK = "support"
 ANSWER = '{"category": "billing", "priority": "low"}'
@@ -145,3 +153,67 @@ async def test_no_cycle_below_the_policy_minimum(db: Database, store: AsyncArtif
     )
     assert await publish_feedback(deps, now=datetime.now(UTC) + timedelta(seconds=1)) == []
     assert await outbox(db, CycleRequested) == []
+
+
+async def applied(db: Database, store: AsyncArtifactStore, monitoring: dict) -> None:
+    """A published dataset for TASK whose applied spec carries `monitoring`."""
+    rows = await store.put_bytes(b'{"id": "1", "input": "hello", "output": "{}"}\n')
+    spec = make_spec(golden_set=rows, base_model_ref=None, name=TASK)
+    spec = spec.model_copy(update={"monitoring": Monitoring(**monitoring)})
+    event = DatasetPublished(
+        producer="curation",
+        cycle_id=uuid.uuid4(),
+        task_name=TASK,
+        task_version=1,
+        task_spec=await store.put_bytes(spec.model_dump_json().encode()),
+        dataset_version="v1",
+        manifest=rows,
+        train=rows,
+        validation=rows,
+        train_examples=1,
+        validation_examples=0,
+        occurred_at=datetime.now(UTC) - timedelta(days=1),
+    )
+    async with db.uow() as uow:
+        await record_reference(uow, event, None)
+        await uow.commit()
+
+
+async def test_the_specs_schedule_starts_one_cycle_per_period(
+    db: Database, store: AsyncArtifactStore
+):
+    deps = Deps(db=db, settings=SETTINGS, artifacts=store)
+    await applied(db, store, {})
+    assert await publish_feedback(deps) == [], "no schedule unless the spec sets one"
+
+    await applied(db, store, {"retrain_every_days": 7, "cooldown_hours": 0})
+    t0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    [first] = await publish_feedback(deps, now=t0)
+    assert isinstance(first, CycleRequested) and first.reason == "schedule"
+    assert first.feedback_dataset is None  # no feedback yet: a retrain on fresh synthetic data
+    assert await publish_feedback(deps, now=t0) == []  # in flight
+
+    async with db.uow() as uow:
+        failed = CycleFailed(
+            producer="trainer",
+            cycle_id=first.cycle_id,
+            task_name=TASK,
+            stage="training",
+            reason="x",
+        )
+        await record_failed_cycle(uow, failed, None)
+        await uow.commit()
+    # The same period started its cycle already, however often the job runs in it.
+    assert await publish_feedback(deps, now=t0 + timedelta(hours=1)) == []
+    [second] = await publish_feedback(deps, now=t0 + timedelta(days=7))
+    assert second.reason == "schedule" and second.cycle_id != first.cycle_id
+    assert await outbox(db, CycleRequested) == [first, second]
+
+
+async def test_a_spec_whose_thresholds_cannot_work_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"quality_baseline 0\.5 must be below quality_shifted"):
+        SETTINGS.for_task(Monitoring(quality_baseline=0.5))
+    tuned = SETTINGS.for_task(Monitoring(drift_window=20, cooldown_hours=2, max_cycles=1))
+    assert (tuned.drift_window, tuned.drift_min_window) == (20, 20)
+    assert (tuned.cooldown_s, tuned.max_cycles) == (7200, 1)
+    assert tuned.quality_baseline == SETTINGS.quality_baseline  # unset: the operator's default

@@ -21,6 +21,8 @@ from shared.artifacts import AsyncArtifactStore, LocalArtifactStore
 from shared.db import Database
 from shared.events import DatasetPublished, FeedbackRecorded, TrafficLogged
 from shared.events.catalog import CycleRequested, DriftDetected
+from shared.tasks.spec import Monitoring
+from tests.fixtures.datasets import make_spec
 
 PACK = Path(__file__).resolve().parents[2] / "tasks" / "ticket-triage"
 TASK = "ticket-triage"
@@ -66,6 +68,7 @@ async def reference(
     texts: list[str],
     at: datetime | None = None,
     version: str = "v1",
+    monitoring: dict | None = None,
 ) -> None:
     rows = [
         {
@@ -76,12 +79,15 @@ async def reference(
     ]
     body = "".join(json.dumps(r) + "\n" for r in rows).encode()
     train = await store.put_bytes(body, media_type="application/jsonl")
+    spec = make_spec(golden_set=train, base_model_ref=None, name=TASK)
+    spec = spec.model_copy(update={"monitoring": Monitoring(**(monitoring or {}))})
+    spec_ref = await store.put_bytes(spec.model_dump_json().encode(), media_type="application/json")
     event = DatasetPublished(
         producer="curation",
         cycle_id=uuid.uuid4(),
         task_name=TASK,
         task_version=1,
-        task_spec=train,
+        task_spec=spec_ref,
         dataset_version=version,
         manifest=train,
         train=train,
@@ -140,11 +146,21 @@ async def test_a_new_product_line_is_input_drift_and_starts_one_cycle(
         assert row.finished_at is None and row.reason == "drift"
 
 
-async def test_a_run_of_bad_answers_is_quality_drift(db: Database, store: AsyncArtifactStore):
-    await reference(db, store, tickets(20, seed=4))
+@pytest.mark.parametrize(
+    "monitoring",
+    [None, {"quality_baseline": 0.4, "quality_shifted": 0.7}],
+    ids=["defaults", "the spec's baseline"],
+)
+async def test_a_run_of_bad_answers_is_quality_drift(
+    db: Database, store: AsyncArtifactStore, monitoring
+):
+    await reference(db, store, tickets(20, seed=4), monitoring=monitoring)
     watch = Watch(
         Deps(
-            db=db, settings=SETTINGS.model_copy(update={"drift_min_window": 1000}), artifacts=store
+            db=db,
+            # Input drift needs 1000 requests here: only the quality watch speaks.
+            settings=SETTINGS.model_copy(update={"drift_window": 1000, "drift_min_window": 1000}),
+            artifacts=store,
         )
     )
     start = datetime.now(UTC) - timedelta(minutes=30)
@@ -161,6 +177,10 @@ async def test_a_run_of_bad_answers_is_quality_drift(db: Database, store: AsyncA
     ]
     await ingest(db, bad, rated)
     sent = await watch.run_once()
+    if monitoring is not None:
+        # Half of 30 bad against a spec that expects 40 % bad: not drift for this task.
+        assert sent == []
+        return
     assert [type(e) for e in sent] == [DriftDetected, CycleRequested], sent
     assert sent[0].kind == "quality" and sent[0].score > sent[0].threshold
     assert "bad" in sent[0].evidence[0]

@@ -18,7 +18,7 @@ from shared.events import ArtifactRef, Event
 from shared.events.catalog import CycleRequested, DriftDetected
 
 from . import repository_cycles as cycles_repo
-from .policy import History, Policy, decide
+from .policy import History, Policy, Reason, decide
 from .settings import NAME
 
 
@@ -50,18 +50,21 @@ async def request_cycle(
     drift: DriftDetected | None = None,
     now: datetime | None = None,
     feedback: ArtifactRef | None = None,
+    expect: Reason | None = None,
 ) -> list[Event]:
     """In the caller's transaction: the events a trigger causes (none if the policy says no
     or this trigger already started a cycle). `trigger` names the alarm or schedule slot;
     `feedback`, the feedback dataset the cycle's curation merges. The task's cycles are
     decided under a lock (PostgreSQL; SQLite's writers are serial anyway), so two jobs or
-    replicas never both start one."""
+    replicas never both start one. `expect`: start only for this reason."""
     now = now or datetime.now(UTC)
     await cycles_repo.lock_cycles(uow.session, task)
     decision = decide(
         policy, await history(uow.session, task, policy, now), now, drift=alarm_text(drift)
     )
     if not decision.start or decision.reason is None:
+        return []
+    if expect is not None and decision.reason != expect:
         return []
     cycle_id = uuid.uuid4()
     values = {

@@ -24,9 +24,10 @@ from . import repository as repo
 from . import repository_cycles as cycles_repo
 from .cycles import alarm_text, history, request_cycle
 from .domain import Build, Feedback, Guards, Trace, build
-from .policy import Policy, decide
+from .policy import Policy, Reason, decide
 from .service import Deps, rejection_row
 from .settings import NAME, FeedbackSettings
+from .tuning import task_settings
 
 JSONL = "application/jsonl"
 log = get_logger(__name__)
@@ -35,8 +36,11 @@ log = get_logger(__name__)
 def policy(settings: FeedbackSettings) -> Policy:
     return Policy(
         cooldown=timedelta(seconds=settings.cooldown_s),
-        # Not wired yet: a scheduled cycle needs its own trigger slot (README, gaps).
-        schedule_every=None,
+        schedule_every=(
+            None
+            if settings.retrain_every_days is None
+            else timedelta(days=settings.retrain_every_days)
+        ),
         min_new_examples=settings.min_new_examples,
         max_cycles=settings.max_cycles,
         budget_window=timedelta(days=settings.budget_window_days),
@@ -64,20 +68,36 @@ def dataset_rows(examples: list[tuple]) -> bytes:
 
 
 async def publish_feedback(deps: Deps, now: datetime | None = None) -> list[Event]:
-    """One round of the job for every task with feedback; returns the events committed. A
-    task that fails is logged and retried next round; the others go on."""
+    """One round of the job for every task with feedback or a reference dataset: examples
+    from new feedback, then a cycle if enough new trusted examples are there, else one if
+    the task's schedule is due. Returns the events committed. A task that fails is logged and
+    retried next round; the others go on."""
     now = now or utcnow()
     async with deps.db.uow() as uow:
-        tasks = await repo.tasks_with_feedback(uow.session)
+        with_feedback = await repo.tasks_with_feedback(uow.session)
+        known = [task for task, *_ in await cycles_repo.references(uow.session)]
     sent: list[Event] = []
-    rules = policy(deps.settings)
-    for task in tasks:
+    for task in sorted({*with_feedback, *known}):
         try:
-            await build_training_data(deps, task, now)
-            sent.extend(await start_cycle(deps, task, rules, now))
+            settings = await task_settings(deps, task)
+            rules = policy(settings)
+            if task in with_feedback:
+                await build_training_data(deps, task, now)
+            started = await start_cycle(deps, task, rules, now)
+            if not started and rules.schedule_every is not None:
+                started = await start_cycle(
+                    deps, task, rules, now, trigger=schedule_slot(task, rules.schedule_every, now)
+                )
+            sent.extend(started)
         except Exception as exc:
             log.warning("feedback dataset not built", task=task, error=repr(exc))
     return sent
+
+
+def schedule_slot(task: str, every: timedelta, now: datetime) -> str:
+    """The trigger of the schedule period `now` falls in: the same in every round, replica
+    and redelivery of that period, so a period starts at most one cycle."""
+    return f"schedule:{task}:{int(now.timestamp() // every.total_seconds())}"
 
 
 async def start_cycle(
@@ -90,12 +110,16 @@ async def start_cycle(
     trigger: str | None = None,
 ) -> list[Event]:
     """Start a cycle for `task` when the policy allows, with every trusted example as its
-    feedback dataset. Without `drift` the trigger is enough new examples (`trigger` is then
-    the dataset's hash); a drift alarm (with its `trigger`) starts one with or without any.
+    feedback dataset. The trigger is one of: a drift alarm (`drift`, with its `trigger`); a
+    schedule period (a `trigger` from `schedule_slot`); else enough new examples (the trigger
+    is then the dataset's hash). Each starts a cycle only for its own reason: new examples
+    never start one because the schedule is due, which would spend that dataset's trigger.
     The policy is asked first, so a refused round loads and writes nothing."""
+    expect: Reason = "drift" if drift else ("schedule" if trigger else "feedback")
     async with deps.db.uow() as uow:
         asked = await history(uow.session, task, rules, now)
-    if not decide(rules, asked, now, drift=alarm_text(drift)).start:
+    decision = decide(rules, asked, now, drift=alarm_text(drift))
+    if not decision.start or decision.reason != expect:
         return []
     async with deps.db.uow() as uow:
         rows = await cycles_repo.sft_examples(uow.session, task)
@@ -111,7 +135,7 @@ async def start_cycle(
         # Written before the transaction: content-addressed, so a crash or a refusal below
         # leaves at most an unreferenced copy of the same bytes, never a cycle without its rows.
         ref = await deps.artifacts.put_bytes(body, media_type=JSONL)
-    if drift is None:
+    if expect == "feedback":
         if ref is None:
             return []
         trigger = f"feedback:{ref.sha256[:40]}"
@@ -120,7 +144,7 @@ async def start_cycle(
     async with deps.db.uow() as uow:
         # Decided again under the task's lock: the first look above took none.
         events = await request_cycle(
-            uow, task, rules, trigger=trigger, drift=drift, now=now, feedback=ref
+            uow, task, rules, trigger=trigger, drift=drift, now=now, feedback=ref, expect=expect
         )
         started = [e for e in events if isinstance(e, CycleRequested)]
         if not started:

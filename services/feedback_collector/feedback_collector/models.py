@@ -87,6 +87,9 @@ class ReferenceRow(Base):
     task_name: Mapped[str] = mapped_column(String(64), unique=True)
     dataset_version: Mapped[str] = mapped_column(String(128))
     train: Mapped[dict[str, Any]] = mapped_column(JSON, doc="the train split's ArtifactRef")
+    task_spec: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, nullable=True, doc="the spec that dataset applied (ArtifactRef): its monitoring"
+    )
     published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

@@ -96,7 +96,9 @@ async def set_reference(session: AsyncSession, values: dict[str, Any]) -> None:
     stmt = dialect_insert(session, ReferenceRow.__table__).values(values)
     stmt = stmt.on_conflict_do_update(
         index_elements=["task_name"],
-        set_={k: stmt.excluded[k] for k in ("dataset_version", "train", "published_at")},
+        set_={
+            k: stmt.excluded[k] for k in ("dataset_version", "train", "task_spec", "published_at")
+        },
         where=ReferenceRow.__table__.c.published_at < stmt.excluded.published_at,
     )
     await session.execute(stmt)
@@ -112,6 +114,12 @@ async def references(session: AsyncSession) -> list[tuple[str, str, dict, dateti
         ).order_by(ReferenceRow.task_name)
     )
     return [tuple(r) for r in rows.all()]
+
+
+async def reference_specs(session: AsyncSession) -> dict[str, dict | None]:
+    """task -> the spec (ArtifactRef) its reference dataset applied."""
+    rows = await session.execute(select(ReferenceRow.task_name, ReferenceRow.task_spec))
+    return {task: spec for task, spec in rows.all()}
 
 
 async def recent_inputs(

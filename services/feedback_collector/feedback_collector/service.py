@@ -176,6 +176,7 @@ async def record_reference(uow: UnitOfWork, event: DatasetPublished, _: None) ->
         "task_name": event.task_name,
         "dataset_version": event.dataset_version,
         "train": event.train.model_dump(mode="json"),
+        "task_spec": event.task_spec.model_dump(mode="json"),
         # The producer's clock, but never ahead of ours: a stamp from the future would pin
         # this reference against every later dataset.
         "published_at": min(as_utc(event.occurred_at), _now()),

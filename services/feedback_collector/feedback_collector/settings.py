@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.tasks.spec import Monitoring
+
 NAME = "feedback-collector"
 
 
@@ -61,6 +63,9 @@ class FeedbackSettings(BaseSettings):
     )
     max_cycles: int = Field(default=4, ge=1, description="cycles started per budget window")
     budget_window_days: float = Field(default=30.0, gt=0)
+    retrain_every_days: float | None = Field(
+        default=None, gt=0, description="a scheduled cycle per task this often; null: none"
+    )
     # --- the drift watch (watch.py, drift.py) ---
     drift_every_s: float = Field(default=600.0, gt=0, description="how often drift is tested")
     drift_window: int = Field(
@@ -101,3 +106,36 @@ class FeedbackSettings(BaseSettings):
         if self.drift_min_window > self.drift_window:
             raise ValueError("FEEDBACK_DRIFT_MIN_WINDOW must not exceed FEEDBACK_DRIFT_WINDOW")
         return self
+
+    def for_task(self, monitoring: Monitoring) -> FeedbackSettings:
+        """These settings with the task spec's `monitoring` over them: the spec decides its
+        windows, thresholds, false-alarm budget and retrain policy; what it leaves unset
+        stays the operator's default. Raises ValueError for a combination that cannot work
+        (a baseline at or above the shift), naming both."""
+        m = monitoring
+        spec = {
+            "drift_window": m.drift_window,
+            "drift_alpha": m.drift_alpha,
+            "quality_baseline": m.quality_baseline,
+            "quality_shifted": m.quality_shifted,
+            "quality_false_alarm_run": m.quality_false_alarm_run,
+            "retrain_every_days": m.retrain_every_days,
+            "cooldown_s": None if m.cooldown_hours is None else m.cooldown_hours * 3600,
+            "min_new_examples": m.min_new_examples,
+            "max_cycles": m.max_cycles,
+            "budget_window_days": m.budget_window_days,
+        }
+        chosen = {k: v for k, v in spec.items() if v is not None}
+        if not chosen:
+            return self
+        merged = self.model_dump() | chosen
+        if m.drift_window is not None:
+            # A smaller window than the default minimum is the spec's choice, not a mistake.
+            merged["drift_min_window"] = min(merged["drift_min_window"], m.drift_window)
+        if merged["quality_baseline"] >= merged["quality_shifted"]:
+            raise ValueError(
+                f"monitoring: quality_baseline {merged['quality_baseline']} must be below "
+                f"quality_shifted {merged['quality_shifted']} (the task spec's, else "
+                "FEEDBACK_QUALITY_*): the quality watch could never alarm"
+            )
+        return FeedbackSettings.model_validate(merged)

@@ -41,6 +41,7 @@ from .domain import is_negative
 from .drift import Cusum, mmd_test
 from .service import Deps, as_utc
 from .settings import NAME, FeedbackSettings
+from .tuning import task_settings
 
 log = get_logger(__name__)
 
@@ -124,7 +125,7 @@ class Watch:
     async def _task(
         self, task: str, version: str, train: dict, published_at: datetime, now: datetime
     ) -> list[Event]:
-        s = self.deps.settings
+        s = await task_settings(self.deps, task)
         async with self.deps.db.uow() as uow:
             cycles = await cycles_repo.cycles(uow.session, task)
             # Nothing from before the reference or a cycle's start or end: traffic the model
@@ -133,15 +134,17 @@ class Watch:
             since = max([published_at, *(as_utc(m) for m in moments if m)])
             outcomes = await cycles_repo.outcomes(uow.session, task, since, s.quality_window)
             inputs = await cycles_repo.recent_inputs(uow.session, task, since, s.drift_window)
-        alarm = await asyncio.to_thread(self._quality, task, outcomes)
-        alarm = alarm or await self._input(task, version, train, inputs)
+        alarm = await asyncio.to_thread(self._quality, task, outcomes, s)
+        alarm = alarm or await self._input(task, version, train, inputs, s)
         if alarm is None:
             return []
         trigger = f"drift:{task}:{alarm.kind}:{alarm.window_end}"
         return await start_cycle(self.deps, task, policy(s), now, drift=alarm, trigger=trigger)
 
-    def _quality(self, task: str, outcomes: list[tuple]) -> DriftDetected | None:
-        found = quality_alarm(outcomes, self.deps.settings)
+    def _quality(
+        self, task: str, outcomes: list[tuple], s: FeedbackSettings
+    ) -> DriftDetected | None:
+        found = quality_alarm(outcomes, s)
         if found is None:
             return None
         cusum, i, bad = found
@@ -156,14 +159,13 @@ class Watch:
             window_size=i + 1,
             evidence=[
                 f"{bad} of {i + 1} live requests bad (failed, rated negative or escalated) "
-                f"against a baseline of {self.deps.settings.quality_baseline:.0%}"
+                f"against a baseline of {s.quality_baseline:.0%}"
             ],
         )
 
     async def _input(
-        self, task: str, version: str, train: dict, inputs: list[tuple]
+        self, task: str, version: str, train: dict, inputs: list[tuple], s: FeedbackSettings
     ) -> DriftDetected | None:
-        s = self.deps.settings
         texts = [t for t in (last_user(m) for m, _ in inputs) if t]
         if len(texts) < s.drift_min_window or self.deps.artifacts is None:
             return None
