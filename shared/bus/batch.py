@@ -21,6 +21,11 @@ failure is dead-lettered, a transient one is NAKed with backoff until `max_deliv
 then dead-lettered as exhausted. A message that keeps failing therefore costs its batch one
 failed attempt per delivery, never its neighbours' effects.
 
+`claim=False` is for a handler whose effect is keyed by the event id itself (an insert with
+`ON CONFLICT (event_id) DO NOTHING`): the effect row is then the inbox row, and a second one
+would double the writes for nothing. Such a handler gets every valid event (each id once per
+batch) and must stay idempotent when one comes again.
+
 A batch handler must not commit and should raise `PermanentError` for an event that can never
 be applied. `GaveUp` has no meaning here (the kernel owns the transaction); it is treated
 as a permanent failure.
@@ -67,6 +72,7 @@ async def process_batch(
     consumer: str,
     db: Database,
     policy: ConsumerPolicy,
+    claim: bool = True,
 ) -> list[str]:
     """Apply the batch policy to `raws`; returns each message's outcome, in order."""
     if not raws:
@@ -91,7 +97,8 @@ async def process_batch(
     started = time.perf_counter()
     try:
         async with heartbeat(_AllInProgress(raws), policy.ack_wait_s / 3), db.uow() as uow:
-            fresh = await uow.claim_many(consumer, [e for e in events if e is not None])
+            valid = [e for e in events if e is not None]
+            fresh = await uow.claim_many(consumer, valid) if claim else _once_each(valid)
             if fresh:
                 await handler(uow, fresh)
             await uow.publish(*letters)
@@ -104,7 +111,14 @@ async def process_batch(
             error=repr(exc),
         )
         return await _one_by_one(
-            raws, event_cls, handler, service=service, consumer=consumer, db=db, policy=policy
+            raws,
+            event_cls,
+            handler,
+            service=service,
+            consumer=consumer,
+            db=db,
+            policy=policy,
+            claim=claim,
         )
     finally:
         HANDLE_SECONDS.labels(consumer).observe(time.perf_counter() - started)
@@ -132,6 +146,13 @@ async def _settle(raw: RawMessage, *, acked: bool) -> str:
     return "acked" if acked else "dead_lettered_validation"
 
 
+def _once_each(events: Sequence[E]) -> list[E]:
+    unique: dict[str, E] = {}
+    for event in events:
+        unique.setdefault(str(event.event_id), event)
+    return list(unique.values())
+
+
 async def _one_by_one(
     raws: Sequence[RawMessage],
     event_cls: type[E],
@@ -141,10 +162,11 @@ async def _one_by_one(
     consumer: str,
     db: Database,
     policy: ConsumerPolicy,
+    claim: bool,
 ) -> list[str]:
     async def single(event: E, delivery: Delivery) -> None:
         async with db.uow() as uow:
-            if not await uow.claim(delivery.consumer, event):
+            if claim and not await uow.claim(delivery.consumer, event):
                 return
             try:
                 await handler(uow, [event])

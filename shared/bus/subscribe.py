@@ -166,7 +166,9 @@ class BatchConsumer:
         policy: ConsumerPolicy,
         batch_size: int,
         poll_s: float,
+        claim: bool = True,
     ) -> None:
+        self.claim = claim
         self.event_cls = event_cls
         self.handler = handler
         self.service = service
@@ -180,34 +182,52 @@ class BatchConsumer:
         return _consumer_config(self.name, self.event_cls, self.policy)
 
     async def run(self, broker: NatsBroker, stop: asyncio.Event) -> None:
-        """Consume until `stop` is set; a batch in progress is finished (committed, acked)."""
+        """Consume until `stop` is set; a batch in progress is finished (committed, acked).
+
+        The next batch is fetched while this one is applied: the fetch's round trip overlaps
+        the commit's instead of following it. Batches are still applied one after the other.
+        """
         connection = await broker.connect()
         subscription = await self._subscribe(connection.jetstream(), stop)
         try:
-            while not stop.is_set():
-                try:
-                    messages = await subscription.fetch(self.batch_size, timeout=self.poll_s)
-                except TimeoutError:  # nothing to do (nats' TimeoutError subclasses it)
-                    continue
-                except NatsError as exc:  # a broker outage is waited out, not fatal
-                    log.warning("batch fetch failed", consumer=self.name, error=repr(exc))
-                    await _sleep_unless(stop, self.poll_s)
-                    continue
-                try:
-                    await process_batch(
-                        [NatsRawMessage(m) for m in messages],
-                        self.event_cls,
-                        self.handler,
-                        service=self.service,
-                        consumer=self.name,
-                        db=self.db,
-                        policy=self.policy,
-                    )
-                except Exception as exc:  # e.g. a NAK that could not be sent; the loop must go on
-                    log.warning("batch not settled", consumer=self.name, error=repr(exc))
+            ahead = asyncio.create_task(self._fetch(subscription, stop))
+            while True:
+                messages = await ahead  # once `stop` is set, at most one more batch (poll_s)
+                if stop.is_set():
+                    await self._apply(messages)
+                    break
+                ahead = asyncio.create_task(self._fetch(subscription, stop))
+                await self._apply(messages)
         finally:
             with suppress(Exception):
                 await subscription.unsubscribe()
+
+    async def _fetch(self, subscription, stop: asyncio.Event) -> list[Msg]:
+        try:
+            return await subscription.fetch(self.batch_size, timeout=self.poll_s)
+        except TimeoutError:  # nothing to do (nats' TimeoutError subclasses it)
+            return []
+        except NatsError as exc:  # a broker outage is waited out, not fatal
+            log.warning("batch fetch failed", consumer=self.name, error=repr(exc))
+            await _sleep_unless(stop, self.poll_s)
+            return []
+
+    async def _apply(self, messages: list[Msg]) -> None:
+        if not messages:
+            return
+        try:
+            await process_batch(
+                [NatsRawMessage(m) for m in messages],
+                self.event_cls,
+                self.handler,
+                service=self.service,
+                consumer=self.name,
+                db=self.db,
+                policy=self.policy,
+                claim=self.claim,
+            )
+        except Exception as exc:  # e.g. a NAK that could not be sent; the loop must go on
+            log.warning("batch not settled", consumer=self.name, error=repr(exc))
 
     async def _subscribe(self, js: JetStreamContext, stop: asyncio.Event):
         while True:
@@ -239,6 +259,7 @@ def subscribe_batch(
     policy: ConsumerPolicy | None = None,
     batch_size: int = 256,
     poll_s: float = 1.0,
+    claim: bool = True,
 ) -> BatchConsumer:
     """Consume `event_cls` durably as `service`, up to `batch_size` events per transaction.
 
@@ -246,6 +267,8 @@ def subscribe_batch(
     kernel commits and then acks. Start it with `await consumer.run(broker, stop)` (a service
     registers it with `ServiceContext.add_batch_consumer`, which does so after startup).
     `poll_s` is how long an idle fetch waits; it bounds how fast `stop` is noticed, not latency.
+    `claim=False`: no inbox rows; the handler's effect is keyed by the event id (see
+    `shared.bus.batch`).
     """
     return BatchConsumer(
         event_cls,
@@ -255,4 +278,5 @@ def subscribe_batch(
         policy=policy or ConsumerPolicy(),
         batch_size=batch_size,
         poll_s=poll_s,
+        claim=claim,
     )

@@ -13,6 +13,7 @@ import nats
 import pytest
 from nats.js.errors import NotFoundError
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from shared.bus import JetStreamPublisher, PermanentError, make_broker, process_batch
 from shared.bus.subscribe import BatchConsumer, NatsRawMessage, subscribe_batch
@@ -208,6 +209,71 @@ async def test_a_redelivered_batch_has_no_second_effect(private_nats, db: Databa
     assert handler.calls == [names], "the redelivered batch reached no handler"
     assert await effect_counts(db) == Counter(names)
     assert len(await outbox(db, CycleFailed)) == 10
+
+
+class KeyedLedger:
+    """A claim-free handler: its effect row is keyed (ON CONFLICT DO NOTHING), so it is its
+    own inbox row, as the feedback collector's trace consumer is."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    async def __call__(self, uow: UnitOfWork, events: list[CycleRequested]) -> None:
+        self.calls.append([e.task_name for e in events])
+        dialect = uow.session.bind.dialect.name
+        stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(effects)
+        await uow.session.execute(
+            stmt.on_conflict_do_nothing(index_elements=["task_name"]),
+            [{"event_id": str(e.event_id), "task_name": e.task_name} for e in events],
+        )
+
+
+async def test_a_claim_free_consumer_is_exactly_once_by_its_own_key(private_nats, db: Database):
+    await setup_effects(db)
+    names = [f"k{i}" for i in range(10)]
+    twice = cycle("k-twice")
+    await publish(private_nats.url, *(cycle(n) for n in names))
+    for _ in range(2):  # stored twice: no Nats-Msg-Id
+        await publish_raw(private_nats.url, twice.model_dump_json().encode())
+    handler = KeyedLedger()
+    policy = ConsumerPolicy(ack_wait_s=1)
+    consumer = subscribe_batch(
+        CycleRequested,
+        handler,
+        service=f"svc{uuid.uuid4().hex[:6]}",
+        db=db,
+        policy=policy,
+        poll_s=0.2,
+        claim=False,
+    )
+    # First delivery: committed, acks lost.
+    nc = await nats.connect(private_nats.url)
+    try:
+        sub = await nc.jetstream().pull_subscribe(
+            CycleRequested.subject,
+            durable=consumer.name,
+            stream=STREAM_NAME,
+            config=consumer.consumer_config(),
+        )
+        fetched = await sub.fetch(50, timeout=5)
+        await process_batch(
+            [AckLost(m) for m in fetched],
+            CycleRequested,
+            handler,
+            service="svc",
+            consumer=consumer.name,
+            db=db,
+            policy=policy,
+            claim=False,
+        )
+    finally:
+        await nc.close()
+    async with running(consumer, private_nats.url):
+        await wait_for(lambda: settled(private_nats.url, consumer.name))
+    assert await effect_counts(db) == Counter([*names, "k-twice"])
+    assert await count(db, select(func.count()).select_from(InboxRow)) == 0
+    # The redelivery reached the handler (no inbox to stop it) and its key stopped the effect.
+    assert len(handler.calls) >= 2 and handler.calls[0].count("k-twice") == 1
 
 
 async def test_the_same_event_twice_in_a_batch_is_applied_once(private_nats, db: Database):

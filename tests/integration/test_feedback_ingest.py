@@ -314,3 +314,14 @@ async def test_unfinished_rollouts_get_their_figures_once_per_change(db: Databas
     assert (sent.candidate.requests, sent.candidate.compared, sent.candidate.agreed) == (1, 1, 1)
     assert (sent.live.requests, sent.live.rated, sent.live.negative) == (1, 1, 1)
     assert sent.candidate.rated == 0
+
+
+async def test_a_trace_delivered_again_is_stored_once(db: Database):
+    # The trace consumer keeps no inbox rows (claim=False): the event id on the trace row is
+    # what makes a redelivery a no-op.
+    again = traffic(uuid.uuid4(), "where is my parcel?")
+    for _ in range(2):
+        async with db.uow() as uow:
+            await ingest_traces(uow, [again])
+            await uow.commit()
+    assert [t.event_id for t in await rows(db, TraceRow)] == [str(again.event_id)]

@@ -25,8 +25,11 @@ def dialect_insert(session: AsyncSession, table):
 
 
 async def add_traces(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    # Core insert with a list of parameters: one executemany, no ORM unit-of-work per row.
-    await session.execute(insert(TRACES), rows)
+    """Core insert with a list of parameters: one executemany, no ORM unit-of-work per row.
+    A trace already stored (its event redelivered) is skipped: the event id is the key that
+    makes the trace consumer exactly-once without inbox rows."""
+    stmt = dialect_insert(session, TRACES).on_conflict_do_nothing(index_elements=["event_id"])
+    await session.execute(stmt, rows)
 
 
 async def stages_of(session: AsyncSession, deployment_ids: set[str]) -> dict[str, str]:
