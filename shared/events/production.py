@@ -7,7 +7,7 @@ module only to keep each file readable.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 from uuid import UUID
 
 from pydantic import Field
@@ -152,3 +152,33 @@ class FeedbackDatasetPublished(Event):
     dataset: ArtifactRef = Field(description="JSONL rows: id, use_case, input, output, lineage")
     examples: int = Field(ge=0, le=MAX_COUNT)
     request_ids: int = Field(ge=0, le=2**53, description="production requests behind the rows")
+
+
+class RelabelRequested(Event):
+    """Production inputs whose answer was rated negative with no correction: synth-data, which
+    owns the teacher client and its residency guard, asks the teacher to answer them again."""
+
+    subject: ClassVar[str] = "distillery.relabel.requested.v1"
+    producers: ClassVar[Who] = frozenset({"feedback-collector"})
+    consumers: ClassVar[Who] = frozenset({"synth-data"})
+    cycle_id: UUID | None = None
+    task_name: Name
+    task_spec: ArtifactRef = Field(description="the applied spec: teacher, prompt and schema")
+    inputs: ArtifactRef = Field(description="JSONL rows: id (the request id), input (scrubbed)")
+    count: int = Field(ge=1, le=MAX_COUNT)
+
+
+class RelabelCompleted(Event):
+    """The teacher's answers to a `relabel.requested`, checked as a synthetic answer is (schema,
+    repairs, votes); inputs it could not answer are counted with their reasons."""
+
+    subject: ClassVar[str] = "distillery.relabel.completed.v1"
+    producers: ClassVar[Who] = frozenset({"synth-data"})
+    consumers: ClassVar[Who] = frozenset({"feedback-collector"})
+    cycle_id: UUID | None = None
+    task_name: Name
+    labels: ArtifactRef = Field(description="JSONL rows: id, input, output (the answered ones)")
+    labeled: int = Field(ge=0, le=MAX_COUNT)
+    failed: dict[Name, Annotated[int, Field(ge=0, le=MAX_COUNT)]] = Field(
+        default_factory=dict, max_length=64, description="inputs not answered, per reason kind"
+    )

@@ -48,6 +48,8 @@ EXPECTED_SUBJECTS = {
     "distillery.traffic.logged.v1",
     "distillery.feedback.recorded.v1",
     "distillery.feedback.dataset.published.v1",
+    "distillery.relabel.requested.v1",
+    "distillery.relabel.completed.v1",
     "distillery.drift.detected.v1",
     "distillery.deadletter.recorded.v1",
 }

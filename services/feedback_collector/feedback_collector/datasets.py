@@ -22,9 +22,11 @@ from shared.logs import get_logger
 
 from . import repository as repo
 from . import repository_cycles as cycles_repo
+from . import repository_relabels as relabels_repo
 from .cycles import alarm_text, history, request_cycle
-from .domain import Build, Feedback, Guards, Trace, build
+from .domain import Build, Feedback, Guards, build, seen_by_client
 from .policy import Policy, Reason, decide
+from .relabels import queue_relabels, request_relabels
 from .service import Deps, rejection_row
 from .settings import NAME, FeedbackSettings
 from .tuning import task_settings
@@ -83,6 +85,7 @@ async def publish_feedback(deps: Deps, now: datetime | None = None) -> list[Even
             rules = policy(settings)
             if task in with_feedback:
                 await build_training_data(deps, task, now)
+            sent.extend(await request_relabels(deps, task, settings, now))
             started = await start_cycle(deps, task, rules, now)
             if not started and rules.schedule_every is not None:
                 started = await start_cycle(
@@ -182,19 +185,10 @@ async def build_training_data(deps: Deps, task: str, now: datetime | None = None
     expiry = now - timedelta(days=deps.settings.pending_feedback_days)
     async with deps.db.uow() as uow:
         rows = await repo.unused_feedback(uow.session, task)
-        trace_rows = await repo.traces_for(uow.session, {r.request_id for r in rows})
-        traces: dict[str, Trace] = {}
-        teacher: dict[str, str] = {}
-        for t in trace_rows:
-            if t.arm == "shadow":
-                continue  # a copy nobody saw: nothing to correct
-            if t.arm == "teacher" and not t.error:
-                teacher[t.request_id] = t.completion
-            # The answer the client saw: the student's where one answered, else the teacher's
-            # (the live model before any student is fully rolled out).
-            if t.arm != "teacher" or t.request_id not in traces:
-                msgs = tuple((m["role"], m["content"]) for m in t.messages)
-                traces[t.request_id] = Trace(t.request_id, msgs, t.completion, t.arm)
+        request_ids = {r.request_id for r in rows}
+        traces, teacher = seen_by_client(await repo.traces_for(uow.session, request_ids))
+        # A correction the teacher's relabel of that input agrees with is trusted too.
+        teacher.update(await relabels_repo.answers(uow.session, request_ids))
         by_id = {r.event_id: r for r in rows}
         result = build(
             traces,
@@ -203,25 +197,8 @@ async def build_training_data(deps: Deps, task: str, now: datetime | None = None
             teacher=teacher,
             expired={r.event_id for r in rows if r.received_at.replace(tzinfo=UTC) < expiry},
         )
-        await repo.add_examples(
-            uow.session,
-            [
-                {
-                    "example_id": ex.example_id,
-                    "task_name": task,
-                    "kind": ex.kind,
-                    "messages": [{"role": r, "content": c} for r, c in ex.messages],
-                    "chosen": ex.chosen,
-                    "rejected": ex.rejected,
-                    "trust": ex.trust,
-                    "request_ids": list(ex.request_ids),
-                    "feedback_ids": list(ex.feedback_ids),
-                    "pii": ex.pii,
-                    "created_at": now,
-                }
-                for ex in result.examples
-            ],
-        )
+        await repo.add_examples(uow.session, [ex.row(task, now) for ex in result.examples])
+        await queue_relabels(uow.session, task, result.relabel, traces, rows, now)
         await repo.add_rejections(
             uow.session,
             [
@@ -230,8 +207,8 @@ async def build_training_data(deps: Deps, task: str, now: datetime | None = None
             ],
         )
         waiting = {f.event_id for f in result.waiting}
-        # Everything else was looked at for good: an example, a rejection, or a rating with
-        # nothing to learn from (a relabel request is the synth-data gap named in README).
+        # Everything else was looked at for good: an example, a rejection, a rating queued
+        # for the teacher's relabel, or a rating with nothing to learn from.
         await repo.mark_used(uow.session, [e for e in by_id if e not in waiting], now)
         await uow.commit()
     return result

@@ -19,7 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from shared.text.pii import scrub
 
@@ -79,6 +82,38 @@ class Example:
     def example_id(self) -> str:
         body = json.dumps([self.kind, self.messages, self.chosen, self.rejected])
         return hashlib.sha256(body.encode()).hexdigest()
+
+    def row(self, task: str, now: datetime) -> dict[str, Any]:
+        return {
+            "example_id": self.example_id,
+            "task_name": task,
+            "kind": self.kind,
+            "messages": [{"role": r, "content": c} for r, c in self.messages],
+            "chosen": self.chosen,
+            "rejected": self.rejected,
+            "trust": self.trust,
+            "request_ids": list(self.request_ids),
+            "feedback_ids": list(self.feedback_ids),
+            "pii": self.pii,
+            "created_at": now,
+        }
+
+
+def seen_by_client(rows: Iterable[Any]) -> tuple[dict[str, Trace], dict[str, str]]:
+    """Stored traces (with arm, error, request_id, messages, completion) as (the answer each
+    client saw per request: the student's where one answered, else the teacher's, the live
+    model before any student is fully rolled out; the teacher's answer per request)."""
+    traces: dict[str, Trace] = {}
+    teacher: dict[str, str] = {}
+    for t in rows:
+        if t.arm == "shadow":
+            continue  # a copy nobody saw: nothing to correct
+        if t.arm == "teacher" and not t.error:
+            teacher[t.request_id] = t.completion
+        if t.arm != "teacher" or t.request_id not in traces:
+            msgs = tuple((m["role"], m["content"]) for m in t.messages)
+            traces[t.request_id] = Trace(t.request_id, msgs, t.completion, t.arm)
+    return traces, teacher
 
 
 @dataclass(frozen=True)
@@ -190,14 +225,21 @@ def build(
 
 
 def _examples(trace: Trace, given: list[Feedback], trust: str) -> list[Example]:
-    messages, pii = _scrub_messages(trace.messages)
     # The wording most of them used; on a tie, the first to arrive.
     texts = Counter(f.correction or "" for f in given)
-    chosen, c_pii = scrub(max(texts, key=lambda t: texts[t]))
+    chosen = max(texts, key=lambda t: texts[t])
+    return examples_for(trace, chosen, tuple(sorted(f.event_id for f in given)), trust)
+
+
+def examples_for(
+    trace: Trace, answer: str, feedback_ids: tuple[str, ...], trust: str
+) -> list[Example]:
+    """`answer` learnt for the trace's input (SFT), and preferred over the answer the trace
+    gave (a preference pair, unless they are the same); every text scrubbed."""
+    messages, pii = _scrub_messages(trace.messages)
+    chosen, c_pii = scrub(answer)
     rejected, r_pii = scrub(trace.completion)
-    lineage = dict(
-        request_ids=(trace.request_id,), feedback_ids=tuple(sorted(f.event_id for f in given))
-    )
+    lineage = dict(request_ids=(trace.request_id,), feedback_ids=feedback_ids)
     sft = Example("sft", messages, chosen, None, trust, pii=dict(pii + c_pii), **lineage)
     if not rejected.strip() or normalise(rejected) == normalise(chosen):
         return [sft]
@@ -205,3 +247,10 @@ def _examples(trace: Trace, given: list[Feedback], trust: str) -> list[Example]:
         "preference", messages, chosen, rejected, trust, pii=dict(pii + c_pii + r_pii), **lineage
     )
     return [sft, pref]
+
+
+def relabel_input(trace: Trace) -> str | None:
+    """What the teacher is asked to answer again: the last user message, scrubbed (it leaves
+    for the teacher's host)."""
+    users = [content for role, content in trace.messages if role == "user"]
+    return scrub(users[-1])[0] if users else None

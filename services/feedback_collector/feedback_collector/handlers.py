@@ -1,6 +1,6 @@
 """The bus edge: the two batched ingest consumers, the stages (rollout steps, datasets as
-drift references, failed cycles), and the periodic jobs: retention, the rollout figures'
-reporter, the feedback datasets and the drift watch."""
+drift references, failed cycles, the teacher's relabels), and the periodic jobs: retention,
+the rollout figures' reporter, the feedback datasets and the drift watch."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from shared.events import FeedbackRecorded, TrafficLogged
 from shared.logs import get_logger
 from shared.runtime.service import ServiceContext
 
+from . import relabels
 from .datasets import publish_feedback
 from .service import Deps, ingest_feedback, ingest_traces, report_rollouts, stages, sweep
 from .settings import NAME, FeedbackSettings
@@ -67,6 +68,6 @@ def build_router(ctx: ServiceContext, settings: FeedbackSettings) -> NatsRouter:
     )
     ctx.add_batch_consumer(Every("drift", Watch(deps).run_once, settings.drift_every_s))
     router = NatsRouter()
-    for stage in stages(deps):
+    for stage in [*stages(deps), relabels.stage(deps)]:
         ctx.add_stage(router, stage)
     return router

@@ -128,6 +128,24 @@ class RejectionRow(Base):
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class RelabelRow(Base):
+    """An input rated negative with no correction: asked of the teacher once (through
+    synth-data), answered by `relabel.completed`."""
+
+    __tablename__ = "feedback_collector_relabels"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(36), unique=True)
+    task_name: Mapped[str] = mapped_column(String(64), index=True)
+    input: Mapped[str] = mapped_column(Text, doc="the last user message, scrubbed")
+    feedback_ids: Mapped[list[str]] = mapped_column(JSON, doc="lineage: the ratings behind it")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    asked_by: Mapped[str | None] = mapped_column(String(36), doc="the relabel.requested id")
+    asked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    answer: Mapped[str | None] = mapped_column(Text, doc="the teacher's answer")
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class CycleRow(Base):
     """A cycle this service asked for. `trigger` is unique: the same alarm (or schedule slot)
     seen again, however often, finds its row and starts nothing."""

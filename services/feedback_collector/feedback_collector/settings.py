@@ -63,6 +63,9 @@ class FeedbackSettings(BaseSettings):
     )
     max_cycles: int = Field(default=4, ge=1, description="cycles started per budget window")
     budget_window_days: float = Field(default=30.0, gt=0)
+    relabel_batch: int = Field(
+        default=256, ge=1, le=1024, description="inputs per relabel request to synth-data"
+    )
     retrain_every_days: float | None = Field(
         default=None, gt=0, description="a scheduled cycle per task this often; null: none"
     )

@@ -2,6 +2,7 @@
 
 - task.registered: check it against the task registry (versions immutable and monotonic) and
   remember it; cycles resolve specs from the registry itself (jobs.py), never from the bus.
+- relabel.requested (relabel.py): production inputs answered again for the feedback loop;
 - cycle.requested / cycle.iteration.requested (stage "synth"): prepare resolves the job and
   checks residency; work plans the batch, asks the teacher and stores the batch artifacts;
   record writes the run row and answers synth.completed, or cycle.failed when too few examples
@@ -37,7 +38,7 @@ from shared.events.catalog import (
 from shared.logs import get_logger
 from shared.runtime.stage import Stage, StageRun
 
-from . import domain, registrations, repository
+from . import domain, registrations, relabel, repository
 from .jobs import CycleEvent, Job, resolve_job
 from .settings import NAME, SynthDataSettings
 from .synthesis import Batch, Synthesiser, Tally
@@ -89,6 +90,7 @@ def stages(deps: Deps) -> list[Stage]:
         ),
         Stage("synth", CycleRequested, **synth),
         Stage("synth", CycleIterationRequested, **synth),
+        relabel.stage(deps),
     ]
 
 
