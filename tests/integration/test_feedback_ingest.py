@@ -17,11 +17,11 @@ from feedback_collector.datasets import build_training_data
 from feedback_collector.handlers import build_router
 from feedback_collector.models import FeedbackRow, RejectionRow, RolloutRow, TraceRow
 from feedback_collector.policy import Policy
+from feedback_collector.rollouts import report_rollouts
 from feedback_collector.service import (
     Deps,
     ingest_feedback,
     ingest_traces,
-    report_rollouts,
     stats,
     sweep,
     trace_row,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from feedback_collector.arms import arms
 from feedback_collector.domain import Feedback, Guards, Trace, build, is_negative
 from feedback_collector.policy import History, Policy, decide
-from feedback_collector.stats import figures, percentile
+from feedback_collector.stats import answer_check, figures, percentile
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -123,12 +124,34 @@ def test_stats_per_version_and_stage():
     rows = [("v1", "ab", "student", float(ms), None, "{}", None, 0) for ms in range(1, 101)]
     rows += [("v1", "ab", "student", 5.0, "upstream 504", "", -1, 1)]
     rows += [("v0", "full", "student", 7.0, None, "not json", None, 0)]
-    (v0, v1) = figures(rows, schema=True)
+    (v0, v1) = figures(rows, check=answer_check(None))
     assert (v1.model_version, v1.stage, v1.requests) == ("v1", "ab", 101)
     assert v1.error_rate == 1 / 101 and v1.p50_ms == 50 and v1.p95_ms == 95
     assert v1.negative_rate == 1 / 101 and v1.escalation_rate == 1 / 101
     assert v1.schema_valid_rate == 1.0 and v0.schema_valid_rate == 0.0
+    assert figures(rows)[0].schema_valid_rate is None  # free text: no such rate
     assert percentile([], 50) is None
+
+
+def test_schema_valid_means_valid_under_the_tasks_schema_not_just_json():
+    schema = {
+        "type": "object",
+        "properties": {"label": {"enum": ["billing", "outage"]}},
+        "required": ["label"],
+        "additionalProperties": False,
+    }
+    replies = ['{"label": "billing"}', '{"label": "refund"}', '{"label": "outage", "x": 1}', "[]"]
+    rows = [("v1", "ab", "student", 5.0, None, text, None, 0) for text in replies]
+    [strict] = figures(rows, check=answer_check(schema))
+    assert strict.schema_valid_rate == 1 / 4
+    [parses] = figures(rows, check=answer_check(None))
+    assert parses.schema_valid_rate == 1.0
+    candidate, _ = arms(
+        [("r1", "d1", "shadow", 5.0, None, '{"label": "refund"}', None, 0)],
+        "d1",
+        check=answer_check(schema),
+    )
+    assert (candidate.structured, candidate.schema_invalid) == (1, 1)
 
 
 def test_retrain_policy():

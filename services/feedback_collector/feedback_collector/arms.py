@@ -14,7 +14,7 @@ import json
 from shared.events.production import ArmFigures
 
 from .domain import is_negative, normalise
-from .stats import percentile
+from .stats import Check, answer_check, percentile
 
 
 def _parsed(text: str) -> object | None:
@@ -31,7 +31,7 @@ def same_answer(a: str, b: str) -> bool:
     return normalise(a) == normalise(b)
 
 
-def _arm(rows: list[tuple], schema: bool, pairs: list[tuple[str, str]] | None = None) -> ArmFigures:
+def _arm(rows: list[tuple], check: Check, pairs: list[tuple[str, str]] | None = None) -> ArmFigures:
     answered = [r for r in rows if not r[4]]
     rated = [r for r in rows if r[2] != "shadow" and r[6] is not None]
     return ArmFigures(
@@ -39,8 +39,8 @@ def _arm(rows: list[tuple], schema: bool, pairs: list[tuple[str, str]] | None = 
         errors=len(rows) - len(answered),
         rated=len(rated),
         negative=sum(1 for r in rated if is_negative(r[6])),
-        structured=len(answered) if schema else 0,
-        schema_invalid=sum(1 for r in answered if _parsed(r[5]) is None) if schema else 0,
+        structured=len(answered),
+        schema_invalid=sum(1 for r in answered if not check(r[5])),
         p95_ms=percentile(sorted(r[3] for r in answered), 95),
         compared=len(pairs or []),
         agreed=sum(1 for a, b in pairs or [] if same_answer(a, b)),
@@ -48,9 +48,11 @@ def _arm(rows: list[tuple], schema: bool, pairs: list[tuple[str, str]] | None = 
 
 
 def arms(
-    rows: list[tuple], deployment_id: str, *, schema: bool = True
+    rows: list[tuple], deployment_id: str, *, check: Check | None = None
 ) -> tuple[ArmFigures, ArmFigures]:
-    """(candidate, live) from `repository.arm_window` rows."""
+    """(candidate, live) from `repository.arm_window` rows; `check` is the task's answer test
+    (`stats.answer_check`; parses as JSON when not given)."""
+    check = check or answer_check(None)
     candidate = [r for r in rows if r[1] == deployment_id]
     live = [r for r in rows if r[1] != deployment_id and r[2] != "shadow"]
     live_answer = {r[0]: r[5] for r in live if not r[4]}
@@ -59,4 +61,4 @@ def arms(
         for r in candidate
         if r[2] == "shadow" and not r[4] and r[0] in live_answer
     ]
-    return _arm(candidate, schema, pairs), _arm(live, schema)
+    return _arm(candidate, check, pairs), _arm(live, check)

@@ -53,17 +53,24 @@ def stats(
         float, typer.Option(help="The window: traces of the last HOURS hours.", min=0.0)
     ] = 24.0,
     schema: Annotated[
-        bool, typer.Option(help="Replies are JSON: report the rate that parses.")
+        bool,
+        typer.Option(
+            help="Report the share of replies valid under the task's output schema "
+            "(the latest applied spec's; a task without one reports none)."
+        ),
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     home: HomeOption = None,
 ) -> None:
     """Per model version and rollout stage: requests, error rate, P50/P95, schema-valid,
     negative-feedback and escalation rates (shadow replies under stage "shadow")."""
+    from shared.cli.task import open_store
     from shared.db import Database
+    from shared.tasks.load import spec_from_json
     from shared.tasks.registry import latest_spec
 
     from .service import stats as query
+    from .stats import answer_check
 
     if hours <= 0:
         raise fail("--hours must be above 0")
@@ -74,9 +81,14 @@ def stats(
     async def run():
         db = Database(target.database_url)
         try:
-            if await latest_spec(db, task) is None:
+            row = await latest_spec(db, task)
+            if row is None:
                 raise fail(f"no task named {task!r}; `distillery task list` shows them")
-            return await query(db, task, since, schema=schema)
+            check = None
+            if schema:
+                spec = spec_from_json(await open_store(target).get_bytes(row.ref()))
+                check = answer_check(spec.output_schema) if spec.output_schema else None
+            return await query(db, task, since, check=check)
         finally:
             await db.dispose()
 

@@ -17,7 +17,8 @@ from shared.runtime.service import ServiceContext
 
 from . import relabels
 from .datasets import publish_feedback
-from .service import Deps, ingest_feedback, ingest_traces, report_rollouts, stages, sweep
+from .rollouts import report_rollouts
+from .service import Deps, ingest_feedback, ingest_traces, stages, sweep
 from .settings import NAME, FeedbackSettings
 from .watch import Watch
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from uuid import UUID
 
 from shared.artifacts import AsyncArtifactStore
 from shared.db import Database, UnitOfWork
@@ -24,14 +23,15 @@ from shared.events import (
     RolloutChanged,
     TrafficLogged,
 )
-from shared.events.production import RolloutMeasured
+from shared.logs import get_logger
 from shared.runtime.stage import Stage, StageRun
 
 from . import repository as repo
 from . import repository_cycles as cycles_repo
-from .arms import arms
-from .settings import NAME, FeedbackSettings
-from .stats import Figures, figures
+from .settings import FeedbackSettings
+from .stats import Check, Figures, figures
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -198,49 +198,6 @@ def as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite drops the zone
 
 
-async def report_rollouts(deps: Deps, now: datetime | None = None) -> int:
-    """`rollout.measured` for every rollout in shadow or A/B whose figures changed, counted
-    since the collector recorded its current step; returns how many were sent. Read in one
-    short transaction, figured outside any (SQLite's write lock is held by every unit of
-    work), published in a second."""
-    now = now or _now()
-    async with deps.db.uow() as uow:
-        rollouts = [
-            (r.deployment_id, r.task_name, r.stage, r.traffic_share, as_utc(r.updated_at))
-            for r in await repo.unfinished_rollouts(uow.session)
-        ]
-        windows = {r[0]: await repo.arm_window(uow.session, r[1], r[2], r[4]) for r in rollouts}
-    events, said = [], {}
-    for deployment_id, task, stage, share, since in rollouts:
-        candidate, live = arms(windows[deployment_id], deployment_id)
-        now_said = (stage, share, candidate, live)
-        if deps.reported.get(deployment_id) == now_said or candidate.requests == 0:
-            continue
-        said[deployment_id] = now_said
-        events.append(
-            RolloutMeasured(
-                producer=NAME,
-                deployment_id=UUID(deployment_id),
-                task_name=task,
-                stage=stage,  # type: ignore[arg-type]
-                traffic_share=share,
-                window_start=since,
-                window_end=now,
-                candidate=candidate,
-                live=live,
-            )
-        )
-    if events:
-        async with deps.db.uow() as uow:
-            await uow.publish(*events)
-            await uow.commit()
-    deps.reported.update(said)
-    return len(events)
-
-
-# --- retention ---
-
-
 async def sweep(deps: Deps, now: datetime | None = None) -> int:
     """Delete traces past retention; give up on feedback whose trace never came."""
     now = now or _now()
@@ -280,7 +237,9 @@ def rejection_row(f, reason: str, detail: str, now: datetime) -> dict:
 # --- metrics ---
 
 
-async def stats(db: Database, task: str, since: datetime, *, schema: bool = False) -> list[Figures]:
+async def stats(
+    db: Database, task: str, since: datetime, *, check: Check | None = None
+) -> list[Figures]:
     async with db.uow() as uow:
         rows = await repo.window(uow.session, task, since)
-    return figures(rows, schema=schema)
+    return figures(rows, check=check)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from .domain import is_negative
 
@@ -38,17 +40,32 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
     return sorted_values[rank - 1]
 
 
-def _valid_json(text: str) -> bool:
-    try:
-        json.loads(text)
-    except ValueError:
-        return False
-    return True
+Check = Callable[[str], bool]
 
 
-def figures(rows: list[tuple], *, schema: bool = False) -> list[Figures]:
+def answer_check(schema: dict[str, Any] | None) -> Check:
+    """Whether a reply is a valid answer: JSON that conforms to the task's output schema; with
+    no schema known, JSON at all (what a structured task's reply must be at the least)."""
+    validator = None
+    if schema is not None:
+        from jsonschema import Draft202012Validator
+
+        validator = Draft202012Validator(schema)
+
+    def check(text: str) -> bool:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return False
+        return validator is None or validator.is_valid(value)
+
+    return check
+
+
+def figures(rows: list[tuple], *, check: Check | None = None) -> list[Figures]:
     """`rows` as repository.window returns them; shadow replies are measured like the rest
-    (their own arm is their stage's key) but a client never saw them."""
+    (their own arm is their stage's key) but a client never saw them. `check`: the
+    schema-valid test (`answer_check`); None for a task whose replies are free text."""
     groups: dict[tuple[str, str], list[tuple]] = defaultdict(list)
     for row in rows:
         version, stage, arm = row[0] or "unknown", row[1] or "none", row[2]
@@ -59,7 +76,7 @@ def figures(rows: list[tuple], *, schema: bool = False) -> list[Figures]:
         errors = sum(1 for r in group if r[4])
         latencies = sorted(r[3] for r in group if not r[4])
         answered = [r[5] for r in group if not r[4]]
-        valid = sum(1 for text in answered if _valid_json(text)) if schema else None
+        valid = sum(1 for text in answered if check(text)) if check else None
         out.append(
             Figures(
                 model_version=version,

@@ -1,36 +1,46 @@
-"""Each task's settings: its spec's `monitoring` over the collector's FEEDBACK_* defaults.
+"""Each task's spec as the collector knows it: the one its drift reference (its latest
+published dataset) applied. Its `monitoring` section over the FEEDBACK_* defaults gives the
+task's settings; its output schema, the schema-valid test of the task's replies.
 
-The spec is the one the task's drift reference (its latest published dataset) applied, so a
-new spec version takes effect with the first dataset made under it. A task without a
+A new spec version takes effect with the first dataset made under it. A task without a
 reference, or with one recorded before references kept their spec, runs on the defaults.
 Specs are content-addressed: each is fetched and parsed once per process.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from shared.events import ArtifactRef
 from shared.tasks.load import spec_from_json
-from shared.tasks.spec import Monitoring
+from shared.tasks.spec import TaskSpec
 
 from . import repository_cycles as cycles_repo
-from .service import Deps
 from .settings import FeedbackSettings
 
-_MONITORING: dict[str, Monitoring] = {}  # spec sha256 -> its monitoring section
+if TYPE_CHECKING:
+    from .service import Deps
+
+_SPECS: dict[str, TaskSpec] = {}  # spec sha256 -> the spec
 
 
-async def task_settings(deps: Deps, task: str) -> FeedbackSettings:
-    """Raises for a spec that cannot be fetched or does not fit (the caller's per-task guard
-    logs it and tries again next round)."""
+async def task_spec(deps: Deps, task: str) -> TaskSpec | None:
+    """Raises for a spec that cannot be fetched or parsed (the caller's per-task guard logs it
+    and tries again next round)."""
     async with deps.db.uow() as uow:
         raw = (await cycles_repo.reference_specs(uow.session)).get(task)
     if raw is None or deps.artifacts is None:
-        return deps.settings
+        return None
     ref = ArtifactRef.model_validate(raw)
-    monitoring = _MONITORING.get(ref.sha256)
-    if monitoring is None:
-        monitoring = spec_from_json(await deps.artifacts.get_bytes(ref)).monitoring
-        if len(_MONITORING) > 256:  # a long-lived process with many spec versions
-            _MONITORING.clear()
-        _MONITORING[ref.sha256] = monitoring
-    return deps.settings.for_task(monitoring)
+    spec = _SPECS.get(ref.sha256)
+    if spec is None:
+        spec = spec_from_json(await deps.artifacts.get_bytes(ref))
+        if len(_SPECS) > 256:  # a long-lived process with many spec versions
+            _SPECS.clear()
+        _SPECS[ref.sha256] = spec
+    return spec
+
+
+async def task_settings(deps: Deps, task: str) -> FeedbackSettings:
+    spec = await task_spec(deps, task)
+    return deps.settings if spec is None else deps.settings.for_task(spec.monitoring)
