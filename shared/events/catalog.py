@@ -57,7 +57,8 @@ class CycleRequested(Event):
 
     subject: ClassVar[str] = "distillery.cycle.requested.v1"
     producers: ClassVar[Who] = OPS | {"feedback-collector"}
-    consumers: ClassVar[Who] = frozenset({"synth-data"})
+    # The feedback-collector counts every cycle of a task as in flight, an operator's too.
+    consumers: ClassVar[Who] = frozenset({"synth-data", "feedback-collector"})
     cycle_id: UUID
     task_name: Name
     task_version: int | None = Field(

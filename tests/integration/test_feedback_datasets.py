@@ -18,6 +18,7 @@ from feedback_collector.service import (
     ingest_traces,
     record_failed_cycle,
     record_reference,
+    record_started_cycle,
 )
 from feedback_collector.settings import FeedbackSettings
 from shared.artifacts import AsyncArtifactStore, LocalArtifactStore
@@ -217,3 +218,26 @@ async def test_a_spec_whose_thresholds_cannot_work_is_refused_by_name():
     assert (tuned.drift_window, tuned.drift_min_window) == (20, 20)
     assert (tuned.cooldown_s, tuned.max_cycles) == (7200, 1)
     assert tuned.quality_baseline == SETTINGS.quality_baseline  # unset: the operator's default
+
+
+async def test_an_operators_cycle_counts_as_in_flight_until_it_ends_or_ages_out(
+    db: Database, store: AsyncArtifactStore
+):
+    deps = Deps(db=db, settings=SETTINGS, artifacts=store)
+    manual = CycleRequested(producer="ops", cycle_id=uuid.uuid4(), task_name=TASK)
+    async with db.uow() as uow:
+        await record_started_cycle(uow, manual, None)
+        await record_started_cycle(uow, manual, None)  # redelivered: one row
+        await uow.commit()
+    good = uuid.uuid4()
+    await ingest(
+        db,
+        trace(good, "refund please"),
+        correction(good, "ann", FIXED),
+        correction(good, "bo", FIXED),
+    )
+    assert await publish_feedback(deps) == [], "the operator's cycle is in flight"
+    # Its end was never heard of: after FEEDBACK_MAX_CYCLE_AGE_DAYS it no longer holds the task.
+    later = datetime.now(UTC) + timedelta(days=SETTINGS.max_cycle_age_days, hours=1)
+    started = await publish_feedback(deps, now=later)
+    assert [type(e) for e in started] == [FeedbackDatasetPublished, CycleRequested]

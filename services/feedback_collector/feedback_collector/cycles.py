@@ -27,8 +27,11 @@ async def history(session: AsyncSession, task: str, policy: Policy, now: datetim
     last = max((r.requested_at.replace(tzinfo=UTC) for r in rows), default=None)
     # Examples count as new once: a cycle records the newest one it included.
     included = max((r.examples_upto for r in rows), default=0)
+    stale = now - policy.max_cycle_age
     return History(
-        in_flight=any(r.finished_at is None for r in rows),
+        in_flight=any(
+            r.finished_at is None and r.requested_at.replace(tzinfo=UTC) >= stale for r in rows
+        ),
         last_requested_at=last,
         requested_in_window=sum(
             1 for r in rows if r.requested_at.replace(tzinfo=UTC) >= now - policy.budget_window

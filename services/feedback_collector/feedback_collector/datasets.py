@@ -46,6 +46,7 @@ def policy(settings: FeedbackSettings) -> Policy:
         min_new_examples=settings.min_new_examples,
         max_cycles=settings.max_cycles,
         budget_window=timedelta(days=settings.budget_window_days),
+        max_cycle_age=timedelta(days=settings.max_cycle_age_days),
     )
 
 

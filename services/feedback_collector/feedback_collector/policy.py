@@ -23,6 +23,8 @@ class Policy:
     min_new_examples: int = 200
     max_cycles: int = 4
     budget_window: timedelta = timedelta(days=30)
+    # A cycle whose end this service never heard of stops counting as in flight after this.
+    max_cycle_age: timedelta = timedelta(days=7)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,12 @@ async def add_cycle(session: AsyncSession, values: dict[str, Any]) -> bool:
     return result.rowcount == 1
 
 
+async def add_started_cycle(session: AsyncSession, values: dict[str, Any]) -> None:
+    """A cycle someone else started (an operator): nothing when its id or trigger is known."""
+    stmt = dialect_insert(session, CycleRow.__table__).on_conflict_do_nothing()
+    await session.execute(stmt, values)
+
+
 async def cycles(session: AsyncSession, task: str) -> list[CycleRow]:
     rows = await session.scalars(
         select(CycleRow).where(CycleRow.task_name == task).order_by(CycleRow.id)

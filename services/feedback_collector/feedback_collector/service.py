@@ -17,6 +17,7 @@ from shared.artifacts import AsyncArtifactStore
 from shared.db import Database, UnitOfWork
 from shared.events import (
     CycleFailed,
+    CycleRequested,
     DatasetPublished,
     Event,
     FeedbackRecorded,
@@ -28,7 +29,7 @@ from shared.runtime.stage import Stage, StageRun
 
 from . import repository as repo
 from . import repository_cycles as cycles_repo
-from .settings import FeedbackSettings
+from .settings import NAME, FeedbackSettings
 from .stats import Check, Figures, figures
 
 log = get_logger(__name__)
@@ -168,6 +169,15 @@ def stages(deps: Deps) -> list[Stage]:
             record=record_failed_cycle,
             ends_cycle=False,
         ),
+        # Every cycle of a task counts for the retrain policy, not only the ones asked here.
+        Stage(
+            "rollout",
+            CycleRequested,
+            prepare=as_is,
+            work=nothing,
+            record=record_started_cycle,
+            ends_cycle=False,
+        ),
     ]
 
 
@@ -182,6 +192,24 @@ async def record_reference(uow: UnitOfWork, event: DatasetPublished, _: None) ->
         "published_at": min(as_utc(event.occurred_at), _now()),
     }
     await cycles_repo.set_reference(uow.session, values)
+    return []
+
+
+async def record_started_cycle(uow: UnitOfWork, event: CycleRequested, _: None) -> list[Event]:
+    if event.producer == NAME:
+        return []  # ours: its row was written with the event
+    now = _now()
+    values = {
+        "cycle_id": str(event.cycle_id),
+        "task_name": event.task_name,
+        "trigger": f"started:{event.cycle_id}",
+        "reason": event.reason,
+        "detail": f"started by {event.producer}",
+        "requested_at": min(as_utc(event.occurred_at), now),
+        "finished_at": None,
+        "examples_upto": 0,  # it carries no feedback dataset of ours
+    }
+    await cycles_repo.add_started_cycle(uow.session, values)
     return []
 
 

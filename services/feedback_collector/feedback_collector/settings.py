@@ -62,6 +62,12 @@ class FeedbackSettings(BaseSettings):
         default=86_400.0, ge=0, description="no cycle starts this soon after the task's last"
     )
     max_cycles: int = Field(default=4, ge=1, description="cycles started per budget window")
+    max_cycle_age_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="a cycle with no end heard of (no cycle.failed, no full or rolled-back "
+        "rollout) stops counting as in flight after this",
+    )
     budget_window_days: float = Field(default=30.0, gt=0)
     relabel_batch: int = Field(
         default=256, ge=1, le=1024, description="inputs per relabel request to synth-data"
