@@ -28,7 +28,7 @@ import httpx2
 import pytest
 from sqlalchemy import select
 
-from feedback_collector.models import FeedbackRow, RolloutRow, TraceRow
+from feedback_collector.models import CycleRow, FeedbackRow, RolloutRow, TraceRow
 from shared.cli.demo import start_teacher
 from shared.events.catalog import (
     CycleRequested,
@@ -97,6 +97,12 @@ def test_a_passing_student_is_quantized_shadowed_and_judged_on_its_traffic(
             traced, feedback = through_the_gateway(home, port)
             shown = distillery(home, "feedback", "stats", "ticket-triage", "--json")
             events = wait_for_stage(home, cycle_id, "rolled_back", timeout=180)
+            # The collector counted the operator's cycle as the task's cycle in flight; the
+            # rollback ended it, so production traffic from here on is the drift window's.
+            ended = select(CycleRow.reason).where(
+                CycleRow.cycle_id == cycle_id, CycleRow.finished_at.is_not(None)
+            )
+            assert wait_for_rows(home, ended, 1, 60) == ["manual"], logs(home)
             flywheel = drift_into_the_next_cycle(home, port)
     finally:
         teacher.terminate()
