@@ -9,7 +9,8 @@ of its own that the service runs next to its relay.
 from __future__ import annotations
 
 import asyncio
-from contextlib import suppress
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from faststream.middlewares import AckPolicy as FastStreamAck
@@ -88,11 +89,13 @@ async def _as_is(msg: NatsMessage) -> NatsMessage:
     return msg
 
 
-def _consumer_config(consumer: str, event_cls: type[E], policy: ConsumerPolicy) -> ConsumerConfig:
+def _consumer_config(
+    consumer: str, event_cls: type[E], policy: ConsumerPolicy, *, from_now: bool = False
+) -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=consumer,
         ack_policy=AckPolicy.EXPLICIT,
-        deliver_policy=DeliverPolicy.ALL,
+        deliver_policy=DeliverPolicy.NEW if from_now else DeliverPolicy.ALL,
         max_deliver=policy.max_deliver,
         ack_wait=policy.ack_wait_s,
         filter_subject=event_cls.subject,
@@ -108,11 +111,13 @@ def subscribe(
     db: Database,
     policy: ConsumerPolicy | None = None,
     batch_size: int | None = None,
+    from_now: bool = False,
 ) -> str:
-    """Consume `event_cls` durably as `service`; returns the durable consumer name."""
+    """Consume `event_cls` durably as `service`; returns the durable consumer name.
+    `from_now`: a durable created now starts at new events, not the stream's history."""
     policy = policy or ConsumerPolicy()
     consumer = durable_name(service, event_cls)
-    config = _consumer_config(consumer, event_cls, policy)
+    config = _consumer_config(consumer, event_cls, policy, from_now=from_now)
 
     # `msg` is the message itself (see _as_is), left untyped so fast_depends does not validate it.
     async def on_message(msg: Any) -> None:
@@ -189,18 +194,41 @@ class BatchConsumer:
         """
         connection = await broker.connect()
         subscription = await self._subscribe(connection.jetstream(), stop)
+        ahead = asyncio.create_task(self._fetch(subscription, stop))
         try:
-            ahead = asyncio.create_task(self._fetch(subscription, stop))
             while True:
                 messages = await ahead  # once `stop` is set, at most one more batch (poll_s)
                 if stop.is_set():
                     await self._apply(messages)
                     break
                 ahead = asyncio.create_task(self._fetch(subscription, stop))
-                await self._apply(messages)
+                async with self._kept_alive(ahead):
+                    await self._apply(messages)
         finally:
+            # Cancelled rather than stopped: a batch fetched ahead and never applied is
+            # redelivered after ack_wait; nothing is lost.
+            ahead.cancel()
             with suppress(Exception):
                 await subscription.unsubscribe()
+
+    @asynccontextmanager
+    async def _kept_alive(self, ahead: asyncio.Task) -> AsyncIterator[None]:
+        """While a batch is applied, the next one (fetched ahead) is heartbeated too: a slow
+        commit must not let its ack_wait run out and count a delivery against it."""
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(self.policy.ack_wait_s / 3)
+                if ahead.done() and not ahead.cancelled() and ahead.exception() is None:
+                    for message in ahead.result():
+                        with suppress(Exception):
+                            await message.in_progress()
+
+        beating = asyncio.create_task(beat())
+        try:
+            yield
+        finally:
+            beating.cancel()
 
     async def _fetch(self, subscription, stop: asyncio.Event) -> list[Msg]:
         try:

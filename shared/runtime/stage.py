@@ -114,6 +114,9 @@ class Stage(Generic[E, J, R]):
     # None: as many at once as the consumer's batch fetches.
     concurrency: int | None = None
     batch_size: int | None = None
+    # True: a consumer created today starts at today's events, not at the stream's history
+    # (bookkeeping that replayed history would get wrong, not work that must happen).
+    from_now: bool = False
     description: str | None = field(default=None, compare=False)
 
 
@@ -233,6 +236,7 @@ def add_stage(
         db=db,
         policy=policy,
         batch_size=stage.batch_size,
+        from_now=stage.from_now,
     )
 
 

@@ -241,3 +241,26 @@ async def test_an_operators_cycle_counts_as_in_flight_until_it_ends_or_ages_out(
     later = datetime.now(UTC) + timedelta(days=SETTINGS.max_cycle_age_days, hours=1)
     started = await publish_feedback(deps, now=later)
     assert [type(e) for e in started] == [FeedbackDatasetPublished, CycleRequested]
+
+
+async def test_a_cycle_whose_end_comes_before_its_start_is_not_in_flight(
+    db: Database, store: AsyncArtifactStore
+):
+    deps = Deps(db=db, settings=SETTINGS, artifacts=store)
+    manual = CycleRequested(producer="ops", cycle_id=uuid.uuid4(), task_name=TASK)
+    failed = CycleFailed(
+        producer="synth-data", cycle_id=manual.cycle_id, task_name=TASK, stage="synth", reason="x"
+    )
+    async with db.uow() as uow:  # two durables: the end may be consumed first
+        await record_failed_cycle(uow, failed, None)
+        await record_started_cycle(uow, manual, None)
+        await uow.commit()
+    good = uuid.uuid4()
+    await ingest(
+        db,
+        trace(good, "refund please"),
+        correction(good, "ann", FIXED),
+        correction(good, "bo", FIXED),
+    )
+    started = await publish_feedback(deps)
+    assert [type(e) for e in started] == [FeedbackDatasetPublished, CycleRequested]

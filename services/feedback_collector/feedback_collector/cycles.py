@@ -33,8 +33,13 @@ async def history(session: AsyncSession, task: str, policy: Policy, now: datetim
             r.finished_at is None and r.requested_at.replace(tzinfo=UTC) >= stale for r in rows
         ),
         last_requested_at=last,
+        # The budget caps the cycles this service starts by itself; an operator's do not
+        # spend it (they still count as in flight and for the cooldown).
         requested_in_window=sum(
-            1 for r in rows if r.requested_at.replace(tzinfo=UTC) >= now - policy.budget_window
+            1
+            for r in rows
+            if r.reason != "manual"
+            and r.requested_at.replace(tzinfo=UTC) >= now - policy.budget_window
         ),
         new_trusted_examples=await cycles_repo.sft_count_after(session, task, included),
     )

@@ -58,12 +58,28 @@ async def cycles(session: AsyncSession, task: str) -> list[CycleRow]:
     return list(rows.all())
 
 
-async def finish_cycle(session: AsyncSession, cycle_id: str, now: datetime) -> None:
-    await session.execute(
+async def finish_cycle(session: AsyncSession, cycle_id: str, task: str, now: datetime) -> None:
+    """The cycle is over. One not recorded yet (its `cycle.requested` is consumed by another
+    durable and may come later) is recorded finished, so that late start changes nothing."""
+    result = await session.execute(
         update(CycleRow)
         .where(CycleRow.cycle_id == cycle_id, CycleRow.finished_at.is_(None))
         .values(finished_at=now)
     )
+    if result.rowcount == 0:
+        await add_started_cycle(
+            session,
+            {
+                "cycle_id": cycle_id,
+                "task_name": task,
+                "trigger": f"started:{cycle_id}",
+                "reason": "manual",
+                "detail": "its end was heard of before its start",
+                "requested_at": now,
+                "finished_at": now,
+                "examples_upto": 0,
+            },
+        )
 
 
 # --- trusted examples (SFT only: a preference pair is the same correction seen again) ---

@@ -137,7 +137,7 @@ async def record_rollout(uow: UnitOfWork, event: RolloutChanged, _: None) -> lis
     )
     # A cycle is over once its candidate is fully live or rolled back.
     if event.cycle_id and event.stage in ("full", "rolled_back"):
-        await cycles_repo.finish_cycle(uow.session, str(event.cycle_id), now)
+        await cycles_repo.finish_cycle(uow.session, str(event.cycle_id), event.task_name, now)
     return []
 
 
@@ -170,6 +170,7 @@ def stages(deps: Deps) -> list[Stage]:
             ends_cycle=False,
         ),
         # Every cycle of a task counts for the retrain policy, not only the ones asked here.
+        # From now: replayed history would record cycles whose ends were consumed long ago.
         Stage(
             "rollout",
             CycleRequested,
@@ -177,6 +178,7 @@ def stages(deps: Deps) -> list[Stage]:
             work=nothing,
             record=record_started_cycle,
             ends_cycle=False,
+            from_now=True,
         ),
     ]
 
@@ -215,7 +217,7 @@ async def record_started_cycle(uow: UnitOfWork, event: CycleRequested, _: None) 
 
 async def record_failed_cycle(uow: UnitOfWork, event: CycleFailed, _: None) -> list[Event]:
     # A failed cycle frees its task for the retrain policy (one in flight per task).
-    await cycles_repo.finish_cycle(uow.session, str(event.cycle_id), _now())
+    await cycles_repo.finish_cycle(uow.session, str(event.cycle_id), event.task_name, _now())
     return []
 
 
