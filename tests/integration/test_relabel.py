@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from feedback_collector import relabels
 from feedback_collector.datasets import publish_feedback
-from feedback_collector.models import ExampleRow, FeedbackRow
+from feedback_collector.models import ExampleRow, FeedbackRow, RejectionRow, RelabelRow
 from feedback_collector.service import Deps, ingest_feedback, ingest_traces, record_reference
 from feedback_collector.settings import NAME as COLLECTOR
 from feedback_collector.settings import FeedbackSettings
@@ -86,6 +86,23 @@ async def staged(db: Database, cls):
         return [cls.model_validate_json(r) for r in rows]
 
 
+def _published(spec_ref, rows) -> DatasetPublished:
+    return DatasetPublished(
+        producer="curation",
+        cycle_id=uuid.uuid4(),
+        task_name=TASK,
+        task_version=1,
+        task_spec=spec_ref,
+        dataset_version="v1",
+        manifest=rows,
+        train=rows,
+        validation=rows,
+        train_examples=1,
+        validation_examples=0,
+        occurred_at=datetime.now(UTC) - timedelta(hours=1),
+    )
+
+
 async def examples(db: Database) -> list[tuple]:
     async with db.uow() as uow:
         rows = (await uow.session.scalars(select(ExampleRow).order_by(ExampleRow.id))).all()
@@ -103,21 +120,7 @@ async def test_a_thumbs_down_is_relabelled_by_the_teacher_through_synth_data(
         async with db.uow() as uow:
             await ingest_traces(uow, [known, private])
             await ingest_feedback(uow, [thumbs_down(known), thumbs_down(private)])
-            reference = DatasetPublished(
-                producer="curation",
-                cycle_id=uuid.uuid4(),
-                task_name=TASK,
-                task_version=1,
-                task_spec=spec_ref,
-                dataset_version="v1",
-                manifest=rows,
-                train=rows,
-                validation=rows,
-                train_examples=1,
-                validation_examples=0,
-                occurred_at=datetime.now(UTC) - timedelta(hours=1),
-            )
-            await record_reference(uow, reference, None)
+            await record_reference(uow, _published(spec_ref, rows), None)
             await uow.commit()
 
         collector = Deps(db=db, settings=FeedbackSettings(min_new_examples=50), artifacts=store)
@@ -163,7 +166,9 @@ async def test_a_thumbs_down_is_relabelled_by_the_teacher_through_synth_data(
     async with db.uow() as uow:
         await ingest_feedback(uow, [agreeing])
         await uow.commit()
-    assert await publish_feedback(collector) == []  # below min_new_examples: no cycle
+    # Below min_new_examples: no cycle. The input the teacher could not answer is asked again.
+    [again] = await publish_feedback(collector)
+    assert isinstance(again, RelabelRequested) and again.count == 1
     async with db.uow() as uow:
         row = await uow.session.scalar(
             select(FeedbackRow).where(FeedbackRow.event_id == str(agreeing.event_id))
@@ -171,3 +176,54 @@ async def test_a_thumbs_down_is_relabelled_by_the_teacher_through_synth_data(
         assert row.used_at is not None, "not left waiting for corroboration"
     kinds = [(kind, trust) for kind, trust, *_ in await examples(db)]
     assert kinds == [("sft", "teacher"), ("preference", "teacher")]
+
+
+async def test_relabels_spend_the_caps_and_a_daily_budget_and_unanswered_ones_are_asked_again(
+    db: Database, store: AsyncArtifactStore
+):
+    spec_ref = await store.put_bytes(
+        parse_spec(toy_spec("http://127.0.0.1:9/v1")).model_dump_json().encode()
+    )
+    rows = await store.put_bytes(b'{"id": "1", "input": "x", "output": "{}"}\n')
+    flood = [trace(f"question {i}") for i in range(6)]
+    async with db.uow() as uow:
+        await ingest_traces(uow, flood)
+        # One account rating everything down: only its cap's worth becomes teacher calls.
+        await ingest_feedback(uow, [thumbs_down(t, user="mallory") for t in flood])
+        await record_reference(uow, _published(spec_ref, rows), None)
+        await uow.commit()
+    settings = FeedbackSettings(
+        min_new_examples=50, max_per_user=4, relabel_per_day=3, relabel_attempts=2
+    )
+    collector = Deps(db=db, settings=settings, artifacts=store)
+    [asked] = await publish_feedback(collector)
+    assert asked.count == 3, "the daily budget"
+    async with db.uow() as uow:
+        queued = (await uow.session.scalars(select(RelabelRow.request_id))).all()
+        caps = (await uow.session.scalars(select(RejectionRow.reason))).all()
+    assert len(queued) == 4 and caps == ["user_cap", "user_cap"]
+    assert await publish_feedback(collector) == [], "budget spent for today"
+
+    # The teacher answered none: released, and asked again the next day (attempt 2 of 2).
+    nothing = await store.put_bytes(b"")
+    unanswered = RelabelCompleted(
+        producer="synth-data",
+        causation_id=asked.event_id,
+        task_name=TASK,
+        labels=nothing,
+        labeled=0,
+        failed={"teacher refused": 3},
+    )
+    assert await deliver(db, relabels.stage(collector), unanswered, COLLECTOR) == "acked"
+    tomorrow = datetime.now(UTC) + timedelta(days=1, minutes=1)
+    [again] = await publish_feedback(collector, now=tomorrow)
+    assert again.count == 3
+    later = tomorrow + timedelta(days=1, minutes=1)
+    [last] = await publish_feedback(collector, now=later)
+    assert last.count == 1, "only the fourth, never asked before; the others spent 2 attempts"
+    # A request that came to nothing (dead-lettered): asked again after the retry period,
+    # within the attempts left.
+    much_later = later + timedelta(days=1, hours=settings.relabel_retry_hours)
+    [retried] = await publish_feedback(collector, now=much_later)
+    assert retried.count == 1
+    assert await publish_feedback(collector, now=much_later + timedelta(days=2)) == []

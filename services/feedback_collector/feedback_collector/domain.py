@@ -181,20 +181,25 @@ def build(
             else:
                 out.waiting.append(fb)
             continue
-        if fb.correction is None:
-            if fb.negative and fb.request_id not in teacher:
-                out.relabel.append(fb.request_id)
-            continue
         user, key = fb.user_id or ANONYMOUS, fb.key_id or ANONYMOUS
+        if fb.correction is None and not (fb.negative and fb.request_id not in teacher):
+            continue  # nothing to learn from, and nothing that costs a teacher call
+        # A thumbs-down asks the teacher (a paid call, then a trusted example): it spends the
+        # same caps as a correction, so one account cannot steer the data by rating alone.
         if per_user[user] >= guards.max_per_user:
             out.rejections.append(
-                Rejection(fb, "user_cap", f"user over {guards.max_per_user} corrections")
+                Rejection(fb, "user_cap", f"user over {guards.max_per_user} contributions")
             )
             continue
         if per_key[key] >= guards.max_per_key:
             out.rejections.append(
-                Rejection(fb, "key_cap", f"key over {guards.max_per_key} corrections")
+                Rejection(fb, "key_cap", f"key over {guards.max_per_key} contributions")
             )
+            continue
+        if fb.correction is None:
+            per_user[user] += 1
+            per_key[key] += 1
+            out.relabel.append(fb.request_id)
             continue
         if why := _outlier(fb.correction, trace.completion, guards.max_correction_ratio):
             out.rejections.append(Rejection(fb, "outlier", why))

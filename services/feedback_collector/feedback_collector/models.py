@@ -142,6 +142,7 @@ class RelabelRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     asked_by: Mapped[str | None] = mapped_column(String(36), doc="the relabel.requested id")
     asked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, doc="times it was asked")
     answer: Mapped[str | None] = mapped_column(Text, doc="the teacher's answer")
     answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -4,9 +4,12 @@ through synth-data (which owns the teacher client and its residency guard), neve
 1. `queue_relabels`, in the build's transaction: each such input is queued once, scrubbed
    (it leaves for the teacher's host), with the ratings behind it.
 2. `request_relabels`, in the feedback-dataset job: up to FEEDBACK_RELABEL_BATCH queued inputs
-   of a task go out as a JSONL artifact in `relabel.requested`, marked asked in the same
-   transaction. The spec sent is the one the task's reference dataset applied (its teacher,
-   instructions and schema); a task without one waits.
+   of a task (at most FEEDBACK_RELABEL_PER_DAY per 24 h: each is a paid teacher call) go out
+   as a JSONL artifact in `relabel.requested`, marked asked in the same transaction. An input
+   the teacher did not answer is asked again next round, and one whose request came to
+   nothing after FEEDBACK_RELABEL_RETRY_HOURS, up to FEEDBACK_RELABEL_ATTEMPTS times. The
+   spec sent is the one the task's reference dataset applied (its teacher, instructions and
+   schema); a task without one waits. Queued inputs are deleted with the traces (retention).
 3. the `relabel.completed` stage: each answer to an input *this* request asked becomes an
    example trusted as the teacher's, plus a preference pair over the answer that was rated
    down. Answers to anything else (another request's inputs, made-up ids) are ignored.
@@ -17,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -70,10 +73,14 @@ async def queue_relabels(
 async def request_relabels(
     deps: Deps, task: str, settings: FeedbackSettings, now: datetime
 ) -> list[Event]:
+    retry_before = now - timedelta(hours=settings.relabel_retry_hours)
+    attempts = settings.relabel_attempts
     async with deps.db.uow() as uow:
-        pending = await relabels_repo.unasked(uow.session, task, settings.relabel_batch)
+        spent = await relabels_repo.asked_since(uow.session, task, now - timedelta(days=1))
+        room = min(settings.relabel_batch, settings.relabel_per_day - spent)
+        pending = await relabels_repo.askable(uow.session, task, room, retry_before, attempts)
         spec = (await cycles_repo.reference_specs(uow.session)).get(task)
-    if not pending or spec is None or deps.artifacts is None:
+    if room <= 0 or not pending or spec is None or deps.artifacts is None:
         return []
     body = "".join(json.dumps({"id": r, "input": t}, ensure_ascii=False) + "\n" for r, t in pending)
     # Content-addressed and written first: a crash below leaves an unreferenced copy only.
@@ -87,7 +94,10 @@ async def request_relabels(
     )
     async with deps.db.uow() as uow:
         ids = [r for r, _ in pending]
-        if await relabels_repo.mark_asked(uow.session, ids, str(event.event_id), now) != len(ids):
+        marked = await relabels_repo.mark_asked(
+            uow.session, ids, str(event.event_id), now, retry_before, attempts
+        )
+        if marked != len(ids):
             return []  # another round asked some of them meanwhile: it sends them, not us
         await uow.publish(event)
         await uow.commit()
@@ -141,6 +151,8 @@ async def record_relabels(uow: UnitOfWork, job: Answered, _: None) -> list[Event
         if rid in traces:  # else its trace was swept meanwhile: the answer is kept, no example
             examples += examples_for(traces[rid], text, tuple(asked[rid]), "teacher")
     await repo.add_examples(session, [ex.row(event.task_name, now) for ex in examples])
+    answered = {rid for rid, _ in ours}
+    await relabels_repo.release(session, [rid for rid in asked if rid not in answered])
     if len(ours) < len(job.labels):
         log.warning(
             "relabels ignored: not asked by this request",

@@ -29,6 +29,7 @@ from shared.runtime.stage import Stage, StageRun
 
 from . import repository as repo
 from . import repository_cycles as cycles_repo
+from . import repository_relabels as relabels_repo
 from .settings import NAME, FeedbackSettings
 from .stats import Check, Figures, figures
 
@@ -229,7 +230,8 @@ def as_utc(moment: datetime) -> datetime:
 
 
 async def sweep(deps: Deps, now: datetime | None = None) -> int:
-    """Delete traces past retention; give up on feedback whose trace never came."""
+    """Delete traces (and inputs queued for relabelling) past retention; give up on feedback
+    whose trace never came."""
     now = now or _now()
     s = deps.settings
     async with deps.db.uow() as uow:
@@ -237,9 +239,9 @@ async def sweep(deps: Deps, now: datetime | None = None) -> int:
         # feedback waiting for it would have found.
         await repo.lock_matching(uow.session)
         await repo.match_all_pending(uow.session, now)
-        deleted = await repo.delete_traces_before(
-            uow.session, now - timedelta(days=s.trace_retention_days)
-        )
+        retention = now - timedelta(days=s.trace_retention_days)
+        deleted = await repo.delete_traces_before(uow.session, retention)
+        await relabels_repo.delete_before(uow.session, retention)
         cutoff = now - timedelta(days=s.pending_feedback_days)
         stale = await repo.pending_before(uow.session, cutoff)
         await repo.add_rejections(

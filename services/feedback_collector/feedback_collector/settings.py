@@ -72,6 +72,15 @@ class FeedbackSettings(BaseSettings):
     relabel_batch: int = Field(
         default=256, ge=1, le=1024, description="inputs per relabel request to synth-data"
     )
+    relabel_per_day: int = Field(
+        default=1000, ge=1, description="inputs a task may send to the teacher per 24 h"
+    )
+    relabel_attempts: int = Field(
+        default=3, ge=1, le=20, description="times an unanswered input is asked, at most"
+    )
+    relabel_retry_hours: float = Field(
+        default=6.0, gt=0, description="an input asked this long ago with no answer is asked again"
+    )
     retrain_every_days: float | None = Field(
         default=None, gt=0, description="a scheduled cycle per task this often; null: none"
     )
