@@ -214,12 +214,22 @@ class Monitoring(Spec):
         default=None, gt=1, description="quality drift: mean live requests between false alarms"
     )
     retrain_every_days: float | None = Field(
-        default=None, gt=0, description="a scheduled cycle this often; unset: none"
+        default=None,
+        gt=0,
+        description="a scheduled cycle this often; unset: FEEDBACK_RETRAIN_EVERY_DAYS (none)",
     )
     cooldown_hours: float | None = Field(default=None, ge=0)
     min_new_examples: int | None = Field(default=None, ge=1)
     max_cycles: int | None = Field(default=None, ge=1, description="per budget window")
     budget_window_days: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _quality_pair(self) -> Monitoring:
+        # Refused when the spec is applied rather than found by the collector at run time.
+        b, s = self.quality_baseline, self.quality_shifted
+        if b is not None and s is not None and b >= s:
+            raise ValueError(f"monitoring.quality_baseline {b} must be below quality_shifted {s}")
+        return self
 
 
 class Residency(Spec):

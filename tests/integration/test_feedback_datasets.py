@@ -214,6 +214,8 @@ async def test_the_specs_schedule_starts_one_cycle_per_period(
 async def test_a_spec_whose_thresholds_cannot_work_is_refused_by_name():
     with pytest.raises(ValueError, match=r"quality_baseline 0\.5 must be below quality_shifted"):
         SETTINGS.for_task(Monitoring(quality_baseline=0.5))
+    with pytest.raises(ValueError, match=r"quality_baseline 0\.3 must be below quality_shifted"):
+        Monitoring(quality_baseline=0.3, quality_shifted=0.2)  # refused at apply time
     tuned = SETTINGS.for_task(Monitoring(drift_window=20, cooldown_hours=2, max_cycles=1))
     assert (tuned.drift_window, tuned.drift_min_window) == (20, 20)
     assert (tuned.cooldown_s, tuned.max_cycles) == (7200, 1)

@@ -108,8 +108,9 @@ def test_on_a_gpu_gptq_calibrates_on_a_sample_of_the_train_split(tmp_path, monke
 
     monkeypatch.setattr(gpu, "compress", compress)
     job = _job(tmp_path, calibration_path=str(train), calibration_rows=4, max_seq_len=384)
-    with pytest.raises(Stop):
-        worker._vllm_variant(job, _plan("W4A16"), tmp_path, Template(), None)
+    out = worker._vllm_variant(job, _plan("W4A16"), tmp_path, Template(), None)
+    # A GPU step that fails is this variant's failure, with the cause, not the whole job's.
+    assert out.status == "failed" and "Stop" in out.reason
     assert seen["scheme"] == "W4A16" and seen["max_len"] == 384
     assert len(seen["texts"]) == 4
     assert all(
@@ -129,3 +130,12 @@ def test_vllm_runs_greedy_under_the_same_schema_as_the_other_engines(tmp_path):
     assert args["model"] == str(tmp_path / "w4a16") and args["max_model_len"] == 2048
     # Sampling defaults are vLLM's, as the deployer's `vllm serve --generation-config vllm`.
     assert args["generation_config"] == "vllm"
+
+
+def test_on_a_gpu_an_empty_train_split_skips_gptq_with_why(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu, "skip_reason", lambda: None)
+    empty = tmp_path / "train.jsonl"
+    empty.write_text("\n")
+    job = _job(tmp_path, calibration_path=str(empty))
+    out = worker._vllm_variant(job, _plan("W8A16"), tmp_path, Template(), None)
+    assert out.status == "skipped" and "cannot calibrate: no training rows" in out.reason

@@ -18,7 +18,7 @@ from shared.events import ArtifactRef, Event
 from shared.events.catalog import CycleRequested, DriftDetected
 
 from . import repository_cycles as cycles_repo
-from .policy import History, Policy, Reason, decide
+from .policy import History, Policy, Reason, decide, fits
 from .settings import NAME
 
 
@@ -72,7 +72,7 @@ async def request_cycle(
     )
     if not decision.start or decision.reason is None:
         return []
-    if expect is not None and decision.reason != expect:
+    if expect is not None and not fits(expect, decision.reason):
         return []
     cycle_id = uuid.uuid4()
     values = {

@@ -25,7 +25,7 @@ from . import repository_cycles as cycles_repo
 from . import repository_relabels as relabels_repo
 from .cycles import alarm_text, history, request_cycle
 from .domain import Build, Feedback, Guards, build, seen_by_client
-from .policy import Policy, Reason, decide
+from .policy import Policy, Reason, decide, fits
 from .relabels import queue_relabels, request_relabels
 from .service import Deps, rejection_row
 from .settings import NAME, FeedbackSettings
@@ -123,7 +123,7 @@ async def start_cycle(
     async with deps.db.uow() as uow:
         asked = await history(uow.session, task, rules, now)
     decision = decide(rules, asked, now, drift=alarm_text(drift))
-    if not decision.start or decision.reason != expect:
+    if not decision.start or not fits(expect, decision.reason):
         return []
     async with deps.db.uow() as uow:
         rows = await cycles_repo.sft_examples(uow.session, task)

@@ -70,3 +70,11 @@ def decide(
             False, reason, f"{detail}; budget of {policy.max_cycles} per {policy.budget_window}"
         )
     return Decision(True, reason, detail)
+
+
+def fits(trigger: Reason, reason: Reason | None) -> bool:
+    """Whether a decision made for `reason` may start a cycle on `trigger`'s key. Each trigger
+    starts cycles for its own reason only (new examples never spend the schedule's slot), but
+    the schedule also takes a round whose examples could not make a dataset (none with a user
+    message): decide() names "feedback" first, and nothing else would start it."""
+    return reason == trigger or (trigger == "schedule" and reason == "feedback")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shared.events import ArtifactRef
+from shared.logs import get_logger
 from shared.tasks.load import spec_from_json
 from shared.tasks.spec import TaskSpec
 
@@ -21,6 +22,7 @@ from .settings import FeedbackSettings
 if TYPE_CHECKING:
     from .service import Deps
 
+log = get_logger(__name__)
 _SPECS: dict[str, TaskSpec] = {}  # spec sha256 -> the spec
 
 
@@ -43,4 +45,17 @@ async def task_spec(deps: Deps, task: str) -> TaskSpec | None:
 
 async def task_settings(deps: Deps, task: str) -> FeedbackSettings:
     spec = await task_spec(deps, task)
-    return deps.settings if spec is None else deps.settings.for_task(spec.monitoring)
+    if spec is None:
+        return deps.settings
+    try:
+        return deps.settings.for_task(spec.monitoring)
+    except ValueError as exc:
+        # One bound set in the spec against the operator's other (baseline vs shift): the
+        # quality pair falls back to the operator's, the rest of the spec still holds.
+        log.error(
+            "task spec's quality drift bounds do not fit; using FEEDBACK_QUALITY_*",
+            task=task,
+            error=str(exc),
+        )
+        pair = {"quality_baseline": None, "quality_shifted": None}
+        return deps.settings.for_task(spec.monitoring.model_copy(update=pair))

@@ -115,4 +115,8 @@ def compress(merged: Path, dest: Path, scheme: str, texts: Sequence[str], max_le
     oneshot(model=model, recipe=chosen.build(), **kwargs)
     model.save_pretrained(str(dest), save_compressed=True)
     tokenizer.save_pretrained(str(dest))
+    del model
+    import torch
+
+    torch.cuda.empty_cache()  # the vLLM engine that serves it next needs the memory
     return dest

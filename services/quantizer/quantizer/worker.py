@@ -92,17 +92,29 @@ def _vllm_variant(
             reason = f"skipped: no training rows to calibrate on ({job.calibration_missing})"
         else:
             train = Path(job.calibration_path).read_bytes()
-            texts = gpu.calibration_texts(
-                train, job.system_prompt, tokenizer, rows=job.calibration_rows
-            )
+            try:
+                texts = gpu.calibration_texts(
+                    train, job.system_prompt, tokenizer, rows=job.calibration_rows
+                )
+            except ValueError as exc:  # an empty or malformed split: this variant only
+                reason = f"skipped: the train split cannot calibrate: {exc}"
     if reason is not None:
         return Measured(name=plan.name, status="skipped", reason=reason)
     from . import vllm_engine  # CUDA only: never imported on a CPU machine
 
-    dest = gpu.compress(merged, Path(job.out_dir) / plan.name, plan.scheme, texts, job.max_seq_len)
-    engine = vllm_engine.VllmEngine(dest, job.context)
+    # One GPU variant failing must not cost the variants already measured: it is reported
+    # failed with the cause, and the choice is made among the others.
+    try:
+        dest = gpu.compress(
+            merged, Path(job.out_dir) / plan.name, plan.scheme, texts, job.max_seq_len
+        )
+        engine = vllm_engine.VllmEngine(dest, job.context)
+    except Exception as exc:
+        return Measured(name=plan.name, status="failed", reason=f"failed: {exc!r}"[:4000])
     try:
         return runner.run_vllm(plan.name, dest, engine)
+    except Exception as exc:
+        return Measured(name=plan.name, status="failed", reason=f"failed on vLLM: {exc!r}"[:4000])
     finally:
         engine.close()
 
