@@ -38,9 +38,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from feedback_collector.models import TraceRow
 from shared.artifacts import AsyncArtifactStore, LocalArtifactStore
+from shared.bus import durable_name
 from shared.db import Database, InboxRow, OutboxRow
-from shared.events.catalog import CycleFailed, CycleRequested, DeadLettered
+from shared.events.catalog import CycleFailed, CycleRequested, DeadLettered, TrafficLogged
 from shared.tasks import parse_spec
 from shared.tasks.registry import register
 from tests.fixtures import hostile_events as h
@@ -70,9 +72,14 @@ class Row:
     payload: str
 
 
+# The trace consumer keeps no inbox rows (claim=False): a trace row, keyed by its event id, is.
+TRACES = durable_name("feedback-collector", TrafficLogged)
+
+
 async def outcomes(db: Database) -> tuple[set[tuple[str, str]], list[DeadLettered], list[Row]]:
     async with db.uow() as uow:
         inbox = {(r.consumer, r.event_id) for r in await uow.session.scalars(select(InboxRow))}
+        inbox |= {(TRACES, e) for e in await uow.session.scalars(select(TraceRow.event_id))}
         stmt = select(OutboxRow.subject, OutboxRow.cycle_id, OutboxRow.payload)
         rows = [Row(*r) for r in await uow.session.execute(stmt)]
     letters = [
