@@ -57,15 +57,25 @@ class _JetStreamRaw:
 
 
 class NatsRawMessage:
-    """Adapts a nats-py JetStream message (one of a pulled batch) to the policy's RawMessage."""
+    """Adapts a nats-py JetStream message (one of a pulled batch) to the policy's RawMessage.
+
+    The delivery count and stream sequence are read when asked for: nats-py parses them out
+    of the reply subject, which profiled at about a tenth of the trace consumer's time per
+    message, and a batch that commits never asks.
+    """
 
     def __init__(self, msg: Msg) -> None:
         self._msg = msg
-        meta = msg.metadata
         self.subject = msg.subject
         self.body = msg.data
-        self.delivery = meta.num_delivered
-        self.stream_sequence = meta.sequence.stream
+
+    @property
+    def delivery(self) -> int:
+        return self._msg.metadata.num_delivered
+
+    @property
+    def stream_sequence(self) -> int:
+        return self._msg.metadata.sequence.stream
 
     async def ack(self) -> None:
         await self._msg.ack()
