@@ -30,7 +30,7 @@ from shared.tasks.spec import TaskSpec
 from . import domain, repository
 from .settings import NAME
 from .synthesis import Synthesiser, gather_all
-from .teacher import RetryPolicy, TeacherClient
+from .teacher import refuse_outside_residency, teacher_for
 
 if TYPE_CHECKING:
     from .service import Deps
@@ -89,14 +89,7 @@ async def prepare(deps: Deps, event: RelabelRequested, run: StageRun) -> Job:
         raise PermanentError(f"cannot relabel for {event.task_name}: {exc}") from exc
     if spec.name != event.task_name:
         raise PermanentError(f"the spec is task {spec.name!r}, the request {event.task_name!r}")
-    violation = domain.residency_violation(
-        spec.teacher,
-        spec.residency.allowed_teacher_hosts,
-        deps.settings.allowed_teacher_hosts,
-        deps.operator_hosts,
-    )
-    if violation:
-        raise PermanentError(violation)  # no request has left: a retry cannot change a list
+    refuse_outside_residency(spec, deps.settings, deps.operator_hosts)
     return Job(event, spec, inputs)
 
 
@@ -104,15 +97,7 @@ async def work(deps: Deps, job: Job, run: StageRun) -> Labels:
     settings = deps.settings
     scope = str(job.event.event_id)
     cache = repository.DbResponseCache(deps.db, cycle_id=scope, iteration=1)
-    retry = RetryPolicy(settings.max_attempts, settings.backoff_base_s, settings.backoff_cap_s)
-    async with TeacherClient(
-        job.spec.teacher,
-        cache,
-        allowed_hosts=job.spec.residency.allowed_teacher_hosts,
-        operator_hosts=deps.operator_hosts,
-        synth_hosts=settings.allowed_teacher_hosts,
-        retry=retry,
-    ) as teacher:
+    async with teacher_for(job.spec, cache, settings, deps.operator_hosts) as teacher:
         synthesiser = Synthesiser(job.spec, teacher, settings, scope=scope, iteration=1)
         outcomes = await gather_all(
             synthesiser.answer(

@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from functools import partial
 
 from shared.artifacts import AsyncArtifactStore
-from shared.bus import PermanentError
 from shared.db import Database, UnitOfWork
 from shared.events import Event
 from shared.events.base import ArtifactRef
@@ -42,7 +41,7 @@ from . import domain, registrations, relabel, repository
 from .jobs import CycleEvent, Job, resolve_job
 from .settings import NAME, SynthDataSettings
 from .synthesis import Batch, Synthesiser, Tally
-from .teacher import RetryPolicy, TeacherClient, Traffic
+from .teacher import Traffic, refuse_outside_residency, teacher_for
 
 JSONL = "application/jsonl"
 # Answer ids derive from the event answered, so a redelivery re-stages the very same event.
@@ -99,15 +98,7 @@ def stages(deps: Deps) -> list[Stage]:
 
 async def prepare(deps: Deps, event: CycleEvent, run: StageRun) -> Job:
     job = await resolve_job(deps.db, deps.artifacts, event)
-    spec = job.spec
-    violation = domain.residency_violation(
-        spec.teacher,
-        spec.residency.allowed_teacher_hosts,
-        deps.settings.allowed_teacher_hosts,
-        deps.operator_hosts,
-    )
-    if violation:
-        raise PermanentError(violation)  # no request has left: a retry cannot change a list
+    refuse_outside_residency(job.spec, deps.settings, deps.operator_hosts)
     return job
 
 
@@ -144,15 +135,7 @@ async def work(deps: Deps, job: Job, run: StageRun) -> Result:
 async def ask_teacher(deps: Deps, job: Job, plan: list[domain.Planned]) -> tuple[Batch, Traffic]:
     spec, settings = job.spec, deps.settings
     cache = repository.DbResponseCache(deps.db, cycle_id=job.cycle_id, iteration=job.iteration)
-    retry = RetryPolicy(settings.max_attempts, settings.backoff_base_s, settings.backoff_cap_s)
-    teacher = TeacherClient(
-        spec.teacher,
-        cache,
-        allowed_hosts=spec.residency.allowed_teacher_hosts,
-        operator_hosts=deps.operator_hosts,
-        synth_hosts=settings.allowed_teacher_hosts,
-        retry=retry,
-    )
+    teacher = teacher_for(spec, cache, settings, deps.operator_hosts)
 
     async def progress(tally: Tally) -> None:
         traffic = teacher.traffic

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, Self
 
+from shared.bus import PermanentError
 from shared.llm import (
     EndpointUnusable,
     Ledger,
@@ -23,9 +24,11 @@ from shared.llm import (
     RetryPolicy,
     operator_list,
 )
+from shared.tasks.spec import TaskSpec
 from shared.tasks.spec import Teacher as TeacherSpec
 
-from .domain import SYNTH_SETTING, request_key
+from .domain import SYNTH_SETTING, request_key, residency_violation
+from .settings import SynthDataSettings
 
 # The names this service's callers and tests know, for the shared errors and counters.
 ResidencyViolation = ResidencyError
@@ -108,3 +111,34 @@ class TeacherClient:
         reply = Reply(answer.text, answer.prompt_tokens, answer.completion_tokens)
         await self.cache.put(key, reply, model=self.spec.model, purpose=purpose)
         return reply
+
+
+def refuse_outside_residency(
+    spec: TaskSpec, settings: SynthDataSettings, operator_hosts: Sequence[str]
+) -> None:
+    """Every stage that asks the teacher checks its host against the lists first."""
+    violation = residency_violation(
+        spec.teacher,
+        spec.residency.allowed_teacher_hosts,
+        settings.allowed_teacher_hosts,
+        operator_hosts,
+    )
+    if violation:
+        raise PermanentError(violation)  # no request has left: a retry cannot change a list
+
+
+def teacher_for(
+    spec: TaskSpec,
+    cache: ResponseCache,
+    settings: SynthDataSettings,
+    operator_hosts: Sequence[str],
+) -> TeacherClient:
+    """The spec's teacher with this service's retries, lists and `cache`."""
+    return TeacherClient(
+        spec.teacher,
+        cache,
+        allowed_hosts=spec.residency.allowed_teacher_hosts,
+        operator_hosts=operator_hosts,
+        synth_hosts=settings.allowed_teacher_hosts,
+        retry=RetryPolicy(settings.max_attempts, settings.backoff_base_s, settings.backoff_cap_s),
+    )
