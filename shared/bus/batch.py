@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pydantic import ValidationError
 
 from shared.db import Database, UnitOfWork
+from shared.db.uow import by_id
 from shared.events import ConsumerPolicy
 from shared.logs import get_logger
 from shared.metrics import HANDLE_SECONDS, MESSAGES
@@ -52,7 +53,7 @@ log = get_logger(__name__)
 BatchHandler = Callable[[UnitOfWork, list[E]], Awaitable[None]]
 
 
-class _AllInProgress:
+class AllInProgress:
     """One heartbeat for the whole batch: a slow commit must not let any of it be redelivered."""
 
     def __init__(self, messages: Sequence[RawMessage]) -> None:
@@ -96,9 +97,9 @@ async def process_batch(
 
     started = time.perf_counter()
     try:
-        async with heartbeat(_AllInProgress(raws), policy.ack_wait_s / 3), db.uow() as uow:
+        async with heartbeat(AllInProgress(raws), policy.ack_wait_s / 3), db.uow() as uow:
             valid = [e for e in events if e is not None]
-            fresh = await uow.claim_many(consumer, valid) if claim else _once_each(valid)
+            fresh = await uow.claim_many(consumer, valid) if claim else list(by_id(valid).values())
             if fresh:
                 await handler(uow, fresh)
             await uow.publish(*letters)
@@ -144,13 +145,6 @@ async def _settle(raw: RawMessage, *, acked: bool) -> str:
     except Exception as exc:
         log.warning("ack after commit failed; the redelivery will be skipped", error=repr(exc))
     return "acked" if acked else "dead_lettered_validation"
-
-
-def _once_each(events: Sequence[E]) -> list[E]:
-    unique: dict[str, E] = {}
-    for event in events:
-        unique.setdefault(str(event.event_id), event)
-    return list(unique.values())
 
 
 async def _one_by_one(

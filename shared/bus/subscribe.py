@@ -9,8 +9,7 @@ of its own that the service runs next to its relay.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import suppress
 from typing import Any
 
 from faststream.middlewares import AckPolicy as FastStreamAck
@@ -25,9 +24,10 @@ from shared.db import Database
 from shared.events import STREAM_NAME, ConsumerPolicy
 from shared.logs import get_logger
 
-from .batch import BatchHandler, process_batch
+from .batch import AllInProgress, BatchHandler, process_batch
 from .broker import inbox_prefix, stream_ref
 from .consumer import E, Handler, durable_name, process
+from .heartbeat import heartbeat
 
 log = get_logger(__name__)
 
@@ -212,7 +212,9 @@ class BatchConsumer:
                     await self._apply(messages)
                     break
                 ahead = asyncio.create_task(self._fetch(subscription, stop))
-                async with self._kept_alive(ahead):
+                # The next batch is heartbeated too: a slow commit must not let its
+                # ack_wait run out and count a delivery against it.
+                async with heartbeat(_FetchedAhead(ahead), self.policy.ack_wait_s / 3):
                     await self._apply(messages)
         finally:
             # Cancelled rather than stopped: a batch fetched ahead and never applied is
@@ -220,25 +222,6 @@ class BatchConsumer:
             ahead.cancel()
             with suppress(Exception):
                 await subscription.unsubscribe()
-
-    @asynccontextmanager
-    async def _kept_alive(self, ahead: asyncio.Task) -> AsyncIterator[None]:
-        """While a batch is applied, the next one (fetched ahead) is heartbeated too: a slow
-        commit must not let its ack_wait run out and count a delivery against it."""
-
-        async def beat() -> None:
-            while True:
-                await asyncio.sleep(self.policy.ack_wait_s / 3)
-                if ahead.done() and not ahead.cancelled() and ahead.exception() is None:
-                    for message in ahead.result():
-                        with suppress(Exception):
-                            await message.in_progress()
-
-        beating = asyncio.create_task(beat())
-        try:
-            yield
-        finally:
-            beating.cancel()
 
     async def _fetch(self, subscription, stop: asyncio.Event) -> list[Msg]:
         try:
@@ -281,6 +264,17 @@ class BatchConsumer:
                     raise
                 log.warning("batch consumer not created yet", consumer=self.name, error=repr(exc))
                 await _sleep_unless(stop, self.poll_s)
+
+
+class _FetchedAhead:
+    """The batch a fetch task brought, as one heartbeat target (nothing while it fetches)."""
+
+    def __init__(self, fetch: asyncio.Task) -> None:
+        self.fetch = fetch
+
+    async def in_progress(self) -> None:
+        if self.fetch.done() and not self.fetch.cancelled() and self.fetch.exception() is None:
+            await AllInProgress(self.fetch.result()).in_progress()
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:

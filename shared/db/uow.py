@@ -72,6 +72,14 @@ def _inbox_values(consumer: str, event: Event, now: datetime) -> dict:
     }
 
 
+def by_id(events: Sequence[E]) -> dict[str, E]:
+    """Each event once, by event id (the first copy wins), in order."""
+    unique: dict[str, E] = {}
+    for event in events:
+        unique.setdefault(str(event.event_id), event)
+    return unique
+
+
 class UnitOfWork:
     session: AsyncSession
 
@@ -113,9 +121,7 @@ class UnitOfWork:
 
         The same guarantee as `claim` for each event. An event_id given twice is claimed once.
         """
-        unique: dict[str, E] = {}
-        for event in events:
-            unique.setdefault(str(event.event_id), event)
+        unique = by_id(events)
         if not unique:
             return []
         now = datetime.now(UTC)
