@@ -23,10 +23,10 @@ from feedback_collector.service import (
 from feedback_collector.settings import FeedbackSettings
 from shared.artifacts import AsyncArtifactStore, LocalArtifactStore
 from shared.db import Database, OutboxRow
-from shared.events import CycleFailed, DatasetPublished, FeedbackRecorded, TrafficLogged
+from shared.events import CycleFailed, FeedbackRecorded, TrafficLogged
 from shared.events.catalog import CycleRequested, FeedbackDatasetPublished
 from shared.tasks.spec import Monitoring
-from tests.fixtures.datasets import make_spec
+from tests.fixtures.datasets import StoredDataset, make_spec
 
 TASK = "support"
 ANSWER = '{"category": "billing", "priority": "low"}'
@@ -161,20 +161,9 @@ async def applied(db: Database, store: AsyncArtifactStore, monitoring: dict) -> 
     rows = await store.put_bytes(b'{"id": "1", "input": "hello", "output": "{}"}\n')
     spec = make_spec(golden_set=rows, base_model_ref=None, name=TASK)
     spec = spec.model_copy(update={"monitoring": Monitoring(**monitoring)})
-    event = DatasetPublished(
-        producer="curation",
-        cycle_id=uuid.uuid4(),
-        task_name=TASK,
-        task_version=1,
-        task_spec=await store.put_bytes(spec.model_dump_json().encode()),
-        dataset_version="v1",
-        manifest=rows,
-        train=rows,
-        validation=rows,
-        train_examples=1,
-        validation_examples=0,
-        occurred_at=datetime.now(UTC) - timedelta(days=1),
-    )
+    spec_ref = await store.put_bytes(spec.model_dump_json().encode())
+    stored = StoredDataset(spec, spec_ref, rows, rows, rows, 1, 0)
+    event = stored.published(occurred_at=datetime.now(UTC) - timedelta(days=1))
     async with db.uow() as uow:
         await record_reference(uow, event, None)
         await uow.commit()

@@ -28,6 +28,7 @@ from shared.tasks import parse_spec
 from synth_data import service as synth
 from synth_data.settings import NAME as SYNTH
 from synth_data.settings import SynthDataSettings
+from tests.fixtures.datasets import StoredDataset
 from tests.fixtures.teacher_server import running, toy_pool, toy_spec
 from tests.integration.test_synth_service import FakeMessage
 
@@ -86,21 +87,9 @@ async def staged(db: Database, cls):
         return [cls.model_validate_json(r) for r in rows]
 
 
-def _published(spec_ref, rows) -> DatasetPublished:
-    return DatasetPublished(
-        producer="curation",
-        cycle_id=uuid.uuid4(),
-        task_name=TASK,
-        task_version=1,
-        task_spec=spec_ref,
-        dataset_version="v1",
-        manifest=rows,
-        train=rows,
-        validation=rows,
-        train_examples=1,
-        validation_examples=0,
-        occurred_at=datetime.now(UTC) - timedelta(hours=1),
-    )
+def _published(spec, spec_ref, rows) -> DatasetPublished:
+    stored = StoredDataset(spec, spec_ref, rows, rows, rows, 1, 0)
+    return stored.published(occurred_at=datetime.now(UTC) - timedelta(hours=1))
 
 
 async def examples(db: Database) -> list[tuple]:
@@ -120,7 +109,7 @@ async def test_a_thumbs_down_is_relabelled_by_the_teacher_through_synth_data(
         async with db.uow() as uow:
             await ingest_traces(uow, [known, private])
             await ingest_feedback(uow, [thumbs_down(known), thumbs_down(private)])
-            await record_reference(uow, _published(spec_ref, rows), None)
+            await record_reference(uow, _published(spec, spec_ref, rows), None)
             await uow.commit()
 
         collector = Deps(db=db, settings=FeedbackSettings(min_new_examples=50), artifacts=store)
@@ -181,16 +170,15 @@ async def test_a_thumbs_down_is_relabelled_by_the_teacher_through_synth_data(
 async def test_relabels_spend_the_caps_and_a_daily_budget_and_unanswered_ones_are_asked_again(
     db: Database, store: AsyncArtifactStore
 ):
-    spec_ref = await store.put_bytes(
-        parse_spec(toy_spec("http://127.0.0.1:9/v1")).model_dump_json().encode()
-    )
+    spec = parse_spec(toy_spec("http://127.0.0.1:9/v1"))
+    spec_ref = await store.put_bytes(spec.model_dump_json().encode())
     rows = await store.put_bytes(b'{"id": "1", "input": "x", "output": "{}"}\n')
     flood = [trace(f"question {i}") for i in range(6)]
     async with db.uow() as uow:
         await ingest_traces(uow, flood)
         # One account rating everything down: only its cap's worth becomes teacher calls.
         await ingest_feedback(uow, [thumbs_down(t, user="mallory") for t in flood])
-        await record_reference(uow, _published(spec_ref, rows), None)
+        await record_reference(uow, _published(spec, spec_ref, rows), None)
         await uow.commit()
     settings = FeedbackSettings(
         min_new_examples=50, max_per_user=4, relabel_per_day=3, relabel_attempts=2
