@@ -24,9 +24,11 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +63,10 @@ def training_rows(n: int, system: str, seed: int) -> list[dict[str, Any]]:
     ]
 
 
-def score(replies: list[str], golden: list[dict[str, Any]]) -> dict[str, float]:
+def score(replies: list[str], golden: list[dict[str, Any]]) -> dict[str, Any]:
     valid = exact = 0
     fields = dict.fromkeys(FIELDS, 0)
+    confused: Counter[str] = Counter()  # "field: wanted -> got", what the errors are
     for reply, row in zip(replies, golden, strict=True):
         want = json.loads(row["output"])
         try:
@@ -76,8 +79,15 @@ def score(replies: list[str], golden: list[dict[str, Any]]) -> dict[str, float]:
         exact += got == want
         for f in FIELDS:
             fields[f] += got.get(f) == want.get(f)
+            if got.get(f) != want.get(f):
+                confused[f"{f}: {want.get(f)} -> {got.get(f)}"] += 1
     n = len(golden)
-    return {"valid": valid / n, "exact_row": exact / n, **{f: v / n for f, v in fields.items()}}
+    return {
+        "valid": valid / n,
+        "exact_row": exact / n,
+        **{f: v / n for f, v in fields.items()},
+        "confused": confused,
+    }
 
 
 def evaluate(model_dir: Path, adapter: Path | None, spec, golden, batch_size: int) -> dict:
@@ -127,6 +137,14 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--lr", type=float, default=4e-4)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--holdout",
+        type=int,
+        default=0,
+        help="also score this many unseen synthetic-split rows (same words as training, new "
+        "tickets): the gap to the golden score is what the training words fail to carry over",
+    )
+    parser.add_argument("--keep", type=Path, help="copy each trained adapter under this folder")
     args = parser.parse_args()
 
     from shared.tasks.load import load_spec
@@ -154,6 +172,13 @@ def main() -> None:
             rows = training_rows(n, spec.student_prompt, args.seed)
             adapter, stats = train(model_dir, rows, args, work / f"n{n}")
             show(f"{n} examples", evaluate(model_dir, adapter, spec, golden, 16), stats)
+            if args.holdout:
+                seen = {r["messages"][1]["content"] for r in rows}
+                fresh = pack_generator().make_examples(n + args.holdout, args.seed + 1, "synthetic")
+                held = [r for r in fresh if r["input"] not in seen][: args.holdout]
+                show("  synthetic", evaluate(model_dir, adapter, spec, held, 16), {})
+            if args.keep:
+                shutil.copytree(adapter, args.keep / f"n{n}", dirs_exist_ok=True)
 
 
 def show(label: str, result: dict[str, float], stats: dict[str, Any]) -> None:
@@ -169,6 +194,8 @@ def show(label: str, result: dict[str, float], stats: dict[str, Any]) -> None:
         f"{fields}  (eval {result['eval_s']:.0f} s)",
         flush=True,
     )
+    top = ", ".join(f"{k} x{v}" for k, v in result["confused"].most_common(8))
+    print(f"{'':<14}errors: {top or 'none'}", flush=True)
 
 
 if __name__ == "__main__":

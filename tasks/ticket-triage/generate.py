@@ -49,11 +49,26 @@ def pool(split: Split) -> dict[str, Any]:
     """fragments.yaml as one split sees it: every text list (a list filed under a language
     code) cut to its even (golden) or odd (synthetic) positions. Entries, slots, priorities
     and products are shared, so both splits have the same situations and label distribution.
+
+    The synthetic split also gets fragments_synthetic.yaml's impact sentences (why: that
+    file's header), so golden.jsonl does not depend on them.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
     f = fragments()
-    return _cut(f, SPLITS.index(split), set(f["languages"]), "")
+    cut = _cut(f, SPLITS.index(split), set(f["languages"]), "")
+    if split == "synthetic":
+        for category, by_priority in synthetic_impacts().items():
+            for priority, by_language in by_priority.items():
+                for language, texts in by_language.items():
+                    cut["impacts"][category][priority][language] += texts
+    return cut
+
+
+@functools.cache
+def synthetic_impacts() -> dict[str, Any]:
+    text = (HERE / "fragments_synthetic.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)["impacts"]
 
 
 def _cut(node: Any, parity: int, languages: set[str], key: str) -> Any:
