@@ -47,7 +47,9 @@ class VariantReport(Frozen):
 
 class VariantSelected(Event):
     """The variants of a passing adapter and the one chosen: the cheapest that passes every
-    gate and the retention floor, else the merged model, with the reason either way."""
+    gate and the retention floor, else the merged model if it passes its serving gates, with
+    the reason either way. When no form passes them, there is no variant.selected: the
+    quantizer ends the cycle (cycle.failed, stage quantization)."""
 
     subject: ClassVar[str] = "distillery.variant.selected.v1"
     producers: ClassVar[Who] = frozenset({"quantizer"})

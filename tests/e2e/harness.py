@@ -44,7 +44,7 @@ def write_spec(dest: Path, teacher_url: str, rollout: dict | None = None, **thre
     spec["student"]["base_model"] = "tiny-llama"
     spec["synthesis"]["examples"] = 40
     # Latency and cost depend on how busy the machine is; the gates that end a cycle on them
-    # have tests of their own (tests/integration/test_evaluator_service).
+    # have tests of their own (tests/integration/test_quantizer_service).
     spec["thresholds"].update(p95_latency_ms=3_600_000, max_cost_vs_teacher=None, **thresholds)
     spec["rollout"].update(rollout or {})
     path.write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))

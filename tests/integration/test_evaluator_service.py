@@ -415,7 +415,6 @@ async def test_pass_then_iterate_then_fail_then_quantized(
         "teacher_quality": True,
         "quality_vs_teacher": True,
         "general_regression": True,
-        "p95_latency_ms": True,
     }
     assert done.failing_slices == []
     assert len(teacher.requests) - asked_before == len(GOLDEN)
@@ -505,21 +504,21 @@ async def test_a_teacher_too_weak_for_the_task_ends_the_cycle(
     assert report["outcome"] == "failed" and report["reason"] == failed.reason
 
 
-async def test_a_latency_only_failure_ends_the_cycle_without_iterating(
+async def test_an_adapter_passes_on_what_its_weights_decide_and_reports_its_speed(
     sqlite_db, tmp_path, teacher, base_dir, passing_adapter_dir
 ):
-    """Quality as good as the teacher's, but slower than any budget: more data cannot help."""
+    """Quality as good as the teacher's, with serving budgets no model can meet: the adapter
+    passes here, since the quantizer gates latency and cost on each form on its own engine
+    (tests/integration/test_quantizer_service.py ends the cycle there); the transformers
+    figures and the ratios to the teacher are still measured and reported."""
     world = make_world(tmp_path, sqlite_db, teacher, base_dir, passing=passing_adapter_dir)
-    # Budgets no model can meet (a thousandth of a millisecond; a millionth of the teacher's
-    # time), so the verdict does not hang on how fast this machine is; cost is gated too,
-    # generously, to show it is measured and reported beside them.
     thresholds = {
         "min_quality_vs_teacher": 0.85,
         "min_teacher_quality": 0.4,
         "max_general_regression": 0.5,
         "p95_latency_ms": 0.001,
         "max_latency_vs_teacher": 1e-6,
-        "max_cost_vs_teacher": 1e6,
+        "max_cost_vs_teacher": 1e-9,
         "max_iterations": 2,
     }
     world.spec = make_spec(world.store, teacher.base_url, world.base, thresholds=thresholds)
@@ -527,26 +526,23 @@ async def test_a_latency_only_failure_ends_the_cycle_without_iterating(
     assert await deliver(world, event) == "acked"
     out = await answers(sqlite_db, event)
     [done] = out.pop(EvaluationCompleted.subject)
-    [failed] = out.pop(CycleFailed.subject)
-    assert out == {}, "no iteration although iteration 1 of 2 leaves one"
+    assert out == {}, "no cycle.failed and no iteration: the quantizer takes it from here"
+    assert done.passed
     assert {g.name: g.passed for g in done.gates} == {
         "teacher_quality": True,
         "quality_vs_teacher": True,
         "general_regression": True,
-        "p95_latency_ms": False,
-        "latency_vs_teacher": False,
-        "cost_vs_teacher": True,
     }
-    assert failed.stage == "evaluation" and failed.causation_id == done.event_id
-    assert "more training data cannot fix p95_latency_ms, latency_vs_teacher" in failed.reason
     m = done.metrics
     assert m["vs_teacher.latency_p95_ms.ratio"] == pytest.approx(
         m["vs_teacher.latency_p95_ms.student"] / m["vs_teacher.latency_p95_ms.teacher"]
     )
     assert m["vs_teacher.cost_per_query_usd.ratio"] > 0
     assert m["vs_teacher.quality.ratio"] == pytest.approx(1.0)
+    # What the quantizer compares each form with (quantizer.domain.TEACHER_P95, TEACHER_COST).
+    assert m["latency_p95_ms.teacher.single"] > 0 and m["cost_per_query_usd.teacher"] > 0
     report = await load_report(world, done.report)
-    assert report["outcome"] == "failed" and report["reason"] == failed.reason
+    assert report["outcome"] == "passed" and "quantizer" in report["serving_gates"]
     assert report["vs_teacher"]["primary_metric"] == "exact_row"
     assert report["vs_teacher"]["latency_p95_ms"]["student_basis"] == report["latency_basis"]
     assert report["latency_basis"] in {"concurrent", "single"}, (

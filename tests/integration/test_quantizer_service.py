@@ -61,7 +61,13 @@ class World:
     calls: list[str] = field(default_factory=list)
 
 
-def make_world(tmp_path: Path, db: Database, base_dir: Path, adapter_dir: Path) -> World:
+def make_world(
+    tmp_path: Path,
+    db: Database,
+    base_dir: Path,
+    adapter_dir: Path,
+    thresholds: dict | None = None,
+) -> World:
     from shared.tasks.spec import TaskSpec
 
     store = LocalArtifactStore(tmp_path / "artifacts")
@@ -75,7 +81,7 @@ def make_world(tmp_path: Path, db: Database, base_dir: Path, adapter_dir: Path) 
             "output_schema": SCHEMA,
             "use_cases": [{"name": "it", "weight": 1}],
             "golden_set": store.put_bytes("".join(json.dumps(r) + "\n" for r in rows).encode()),
-            "thresholds": {"p95_latency_ms": 600000},
+            "thresholds": thresholds or {"p95_latency_ms": 600000},
             "teacher": {"base_url": "http://127.0.0.1:1/v1", "model": "t"},
             "student": {"base_model": "tiny", "base_model_ref": base, "max_seq_len": 64},
             "residency": {"allowed_teacher_hosts": ["127.0.0.1"]},
@@ -192,6 +198,30 @@ async def test_passing_adapter_gets_variants_and_a_choice_once(
     failed = evaluated(world, passed=False)
     assert await deliver(world, failed) == "acked"
     assert await answers(db, failed) == {}, "a failed candidate is not quantized"
+
+
+async def test_when_no_form_serves_within_the_gates_the_cycle_ends_here_with_the_figures(
+    db, tmp_path, tiny_model_dir, adapter_dir
+):
+    """A budget no engine can meet (a microsecond): every form is measured, none is chosen,
+    and the cycle ends at quantization instead of shipping a model that is too slow."""
+    world = make_world(tmp_path, db, tiny_model_dir, adapter_dir, {"p95_latency_ms": 0.001})
+    event = evaluated(world)
+    assert await deliver(world, event) == "acked"
+    out = await answers(db, event)
+    [ended] = out.pop(CycleFailed.subject)
+    assert out == {}, "no variant.selected"
+    assert ended.stage == "quantization" and ended.cycle_id == event.cycle_id
+    assert ended.reason.startswith("no serving form passes the task's gates: merged failed ")
+    assert "p95_latency_ms" in ended.reason and "gguf-q8_0 failed" in ended.reason
+    assert ended.reason.endswith("more training data cannot fix latency or cost")
+    async with db.uow() as uow:
+        run = (await uow.session.execute(select(QuantizationRow))).scalar_one()
+        assert run.status == "failed" and run.chosen is None and run.reason == ended.reason
+        report_ref = ArtifactRef.model_validate(run.report)
+    assert await count(db, VariantRow) == 4, "every form's figures are kept"
+    report = json.loads(world.store.get_bytes(report_ref))
+    assert report["chosen"] is None and report["serving_budget"]["p95_ms"] == 0.001
 
 
 async def test_the_adapters_train_split_is_fetched_for_calibration_or_why_not_is_said(

@@ -6,6 +6,7 @@ import pytest
 
 from quantizer import domain, golden
 from shared.events.quantization import VariantReport
+from shared.tasks.spec import Thresholds
 
 
 def report(name: str, quality: float | None, **over) -> VariantReport:
@@ -15,7 +16,7 @@ def report(name: str, quality: float | None, **over) -> VariantReport:
 
 
 def judge(v: VariantReport, merged_q: float | None, seconds: float | None = 0.5, **over):
-    kw = {"floor": 0.98, "p95_budget_ms": 2000.0, "cost_hour_usd": 3.6} | over
+    kw = {"floor": 0.98, "budget": domain.Budget(p95_ms=2000.0), "cost_hour_usd": 3.6} | over
     return domain.judged(v, merged_q, seconds_per_query=seconds, **kw)
 
 
@@ -69,10 +70,10 @@ def test_cheapest_passing_variant_is_chosen_over_the_merged_model():
     assert "cheapest" in reason and "gguf-f16" in reason
 
 
-def test_no_passing_variant_chooses_the_merged_model_and_says_why():
+def test_no_passing_variant_chooses_the_merged_model_when_it_passes_and_says_why():
     variants = [
-        judge(report(domain.MERGED, 0.0), 0.0),
-        judge(report("gguf-q8_0", 0.0), 0.0),
+        judge(report(domain.MERGED, 0.8), 0.8),
+        judge(report("gguf-q8_0", None), 0.8),
         VariantReport(
             name="vllm-w8a16",
             engine="vllm",
@@ -85,6 +86,41 @@ def test_no_passing_variant_chooses_the_merged_model_and_says_why():
     assert name == domain.MERGED
     assert "gguf-q8_0 failed retention not measured" in reason
     assert "vllm-w8a16 skipped (skipped: needs a GPU)" in reason
+
+
+def test_the_serving_gates_compare_each_form_with_the_teacher_and_fail_closed():
+    thresholds = Thresholds(
+        p95_latency_ms=2000, max_latency_vs_teacher=1.0, max_cost_vs_teacher=0.5
+    )
+    metrics = {domain.TEACHER_P95: 800.0, domain.TEACHER_COST: 0.002}
+    budget = domain.Budget.of(thresholds, metrics)
+    assert budget == domain.Budget(2000, 1.0, 0.5, 800.0, 0.002)
+    # 0.5 s of a $3.6/h machine per query: $0.0005, a quarter of the teacher's $0.002.
+    fast = judge(report("gguf-q8_0", 0.8, p95_ms=400.0), 0.8, budget=budget)
+    ratios = {g.name: g.value for g in fast.gates}
+    assert fast.passed
+    assert ratios["latency_vs_teacher"] == pytest.approx(0.5)
+    assert ratios["cost_vs_teacher"] == pytest.approx(0.25)
+    slow = judge(report("gguf-f16", 0.8, p95_ms=1200.0), 0.8, seconds=2.0, budget=budget)
+    assert [g.name for g in slow.gates if not g.passed] == ["latency_vs_teacher", "cost_vs_teacher"]
+    # An evaluation that measured no teacher latency: the ratio fails, never passes.
+    blind = domain.Budget.of(thresholds, {domain.TEACHER_COST: 0.002})
+    unmeasured = judge(report("gguf-q8_0", 0.8, p95_ms=400.0), 0.8, budget=blind)
+    [gate] = [g for g in unmeasured.gates if not g.passed]
+    assert gate.name == "latency_vs_teacher" and gate.reason.startswith("not measured")
+
+
+def test_when_no_form_passes_the_serving_gates_nothing_is_chosen_and_the_reason_says_why():
+    budget = domain.Budget(p95_ms=100.0)
+    variants = [
+        judge(report(domain.MERGED, 0.8, p95_ms=3000.0), 0.8, budget=budget),
+        judge(report("gguf-q8_0", 0.8, p95_ms=400.0), 0.8, budget=budget),
+    ]
+    name, reason = domain.choose(variants)
+    assert name is None
+    assert "merged failed p95_latency_ms 3000 vs 100" in reason
+    assert "gguf-q8_0 failed p95_latency_ms 400 vs 100" in reason
+    assert "more training data cannot fix latency or cost" in reason
 
 
 def test_golden_score_reads_the_primary_metric_and_schema_validity():

@@ -34,6 +34,12 @@ from .outcome import Verdict
 
 # Enough for synth-data to aim at a field's main confusions; the full counts are in no event.
 PATTERNS_PER_FIELD = 5
+SERVING_GATES_NOTE = (
+    "not applied to the adapter: the latency and cost here are transformers' on this "
+    "machine; the task's serving gates are applied by the quantizer to every form it makes "
+    "(GGUF on llama.cpp, vLLM-native on a GPU, the merged model on transformers), each timed "
+    "on its own engine, and the cycle ends there when none passes"
+)
 
 
 def refusal(manifest: Mapping[str, Any], event: TrainingCompleted) -> str | None:
@@ -123,7 +129,6 @@ def verdict(
         student_quality=student_q,
         teacher_quality=teacher_q,
         regression=regression["worst"],
-        serving=speed,
         thresholds=spec.thresholds,
     )
     decision = domain.decide(
@@ -165,6 +170,7 @@ def verdict(
             "base_model": event.base_model.model_dump(mode="json"),
             "general_regression": regression,
             "latency_basis": speed.basis,
+            "serving_gates": SERVING_GATES_NOTE,
             "vs_teacher": versus,
             "judge": judge,
         },

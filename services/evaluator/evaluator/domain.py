@@ -1,11 +1,16 @@
 """Gates, verdict and what the cycle does next. Pure: numbers in, decisions out.
 
 Quality is the task's primary metric (thresholds.primary_metric, exact_row by default) on the
-golden set, for teacher and candidate alike. The gates (README, "Gates"): teacher_quality,
-quality_vs_teacher, general_regression, then the serving gates the task sets: p95_latency_ms
-(absolute), latency_vs_teacher and cost_vs_teacher (candidate / teacher); quant_retention for
-a quantized variant. A budget left at None is no gate (its figure is still reported); the spec
-refuses a task with no latency gate of either kind.
+golden set, for teacher and candidate alike. An adapter's gates (README, "Gates"):
+teacher_quality, quality_vs_teacher and general_regression, what its weights decide. Its
+latency and cost are measured and reported next to the teacher's, but the serving gates the
+task sets (p95_latency_ms, latency_vs_teacher, cost_vs_teacher) are the quantizer's to apply,
+on every form it makes of a passing adapter, each on the engine that would serve it: this
+service can only time transformers, a form that on CPU decodes 5-8x slower than llama.cpp on
+the same weights, so a gate here would refuse students the served form would pass. A
+quantized variant evaluated here (a transformers-format one) gets quant_retention and the
+serving gates, since it is timed as it would serve. A budget left at None is no gate (its
+figure is still reported); the spec refuses a task with no latency gate of either kind.
 
 A gate that is set fails closed: a number that could not be measured (no latency sample; no
 probe accuracy and no general-text perplexity; a reference that scored 0 or cost nothing, so
@@ -15,12 +20,11 @@ thresholds.require_general_regression = false lets an unmeasured general_regress
 
 What a failed adapter leads to: a teacher too weak for the task ends the cycle, since more of
 its data cannot fix it. More data can fix quality, so a failed quality gate alone asks for
-another iteration focused on the failing slices, until the task's max_iterations. Latency and
-cost are set by the model's size, the prompt and the serving stack (the reply's length is
-bounded by the output schema), and more task data tends to cost general skills rather than
-restore them: when any of these fails, with quality or without, the cycle ends with the reason
-instead of spending iterations that cannot pass. An unmeasured gate stays unmeasured on the
-next iteration, so it ends the cycle as well.
+another iteration focused on the failing slices, until the task's max_iterations. More task
+data tends to cost general skills rather than restore them, so a failed general_regression
+ends the cycle with the reason instead of spending iterations that cannot pass (so do latency
+and cost where they are gated: the quantizer ends the cycle when no form passes them). An
+unmeasured gate stays unmeasured on the next iteration, so it ends the cycle as well.
 """
 
 from __future__ import annotations
@@ -167,9 +171,9 @@ def adapter_gates(
     student_quality: float | None,
     teacher_quality: float | None,
     regression: float | None,
-    serving: Serving,
     thresholds: Thresholds,
 ) -> list[GateResult]:
+    """What the adapter's weights decide; its serving figures are gated by the quantizer."""
     if student_quality is None:
         quality = _unmeasured(QUALITY, None, None, why=_no_metric(thresholds))
     elif teacher_quality is not None and teacher_quality > 0:
@@ -191,7 +195,6 @@ def adapter_gates(
             "general-text perplexity",
             required=thresholds.require_general_regression,
         ),
-        *serving_gates(serving, thresholds),
     ]
 
 

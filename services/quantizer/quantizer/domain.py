@@ -5,12 +5,13 @@ No I/O here; the worker measures, the service stores, this decides.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from shared.events.quantization import Engine, VariantReport
 from shared.events.values import GateResult
+from shared.tasks.spec import Thresholds
 
 MERGED = "merged"
 
@@ -66,13 +67,77 @@ def retention(quality: float | None, merged_quality: float | None) -> float | No
     return quality / merged_quality
 
 
-def gates(variant: VariantReport, *, floor: float, p95_budget_ms: float | None) -> list[GateResult]:
-    """A variant's gates; an unmeasured figure fails its gate."""
+# EvaluationCompleted.metrics keys (the evaluator's flat_metrics): the teacher's figures.
+TEACHER_P95 = "latency_p95_ms.teacher.single"
+TEACHER_COST = "cost_per_query_usd.teacher"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The task's serving gates, and the teacher's figures the ratios compare with.
+
+    They are judged here, on every serving form on the engine it would serve on, and not on
+    the adapter at evaluation: the evaluator can only time transformers, and a form it never
+    serves (fp32 on CPU runs 5-8x slower than llama.cpp on the same weights) would fail a
+    latency budget the served form meets. None: the task sets no such gate.
+    """
+
+    p95_ms: float | None = None
+    max_latency_vs_teacher: float | None = None
+    max_cost_vs_teacher: float | None = None
+    # From the adapter's evaluation: the teacher's P95 of single requests and cost per query.
+    teacher_p95_ms: float | None = None
+    teacher_cost_usd: float | None = None
+
+    @classmethod
+    def of(cls, thresholds: Thresholds, evaluation: Mapping[str, float]) -> Budget:
+        return cls(
+            p95_ms=thresholds.p95_latency_ms,
+            max_latency_vs_teacher=thresholds.max_latency_vs_teacher,
+            max_cost_vs_teacher=thresholds.max_cost_vs_teacher,
+            teacher_p95_ms=evaluation.get(TEACHER_P95),
+            teacher_cost_usd=evaluation.get(TEACHER_COST),
+        )
+
+
+def gates(variant: VariantReport, *, floor: float, budget: Budget) -> list[GateResult]:
+    """A variant's gates; an unmeasured figure fails its gate, and so does a ratio to a
+    teacher figure the evaluation did not measure."""
     out = [_at_least("retention", variant.retention, floor)]
-    if p95_budget_ms is not None:
-        out.append(_at_most("p95_latency_ms", variant.p95_ms, p95_budget_ms))
+    if budget.p95_ms is not None:
+        out.append(_at_most("p95_latency_ms", variant.p95_ms, budget.p95_ms))
+    if budget.max_latency_vs_teacher is not None:
+        out.append(
+            _ratio_at_most(
+                "latency_vs_teacher",
+                variant.p95_ms,
+                budget.teacher_p95_ms,
+                budget.max_latency_vs_teacher,
+            )
+        )
+    if budget.max_cost_vs_teacher is not None:
+        out.append(
+            _ratio_at_most(
+                "cost_vs_teacher",
+                variant.cost_per_query_usd,
+                budget.teacher_cost_usd,
+                budget.max_cost_vs_teacher,
+            )
+        )
     out.append(_at_most("cost_per_query_usd", variant.cost_per_query_usd, None))
     return out
+
+
+def _ratio_at_most(
+    name: str, value: float | None, teacher: float | None, threshold: float
+) -> GateResult:
+    if value is None or teacher is None or teacher <= 0:
+        why = "not measured: " + (
+            "no figure of the variant's" if value is None else "no teacher figure above 0"
+        )
+        return GateResult(name=name, passed=False, value=None, threshold=threshold, reason=why)
+    ratio = value / teacher
+    return GateResult(name=name, passed=ratio <= threshold, value=ratio, threshold=threshold)
 
 
 def _at_least(name: str, value: float | None, threshold: float) -> GateResult:
@@ -97,7 +162,7 @@ def judged(
     merged_quality: float | None,
     *,
     floor: float,
-    p95_budget_ms: float | None,
+    budget: Budget,
     cost_hour_usd: float,
     seconds_per_query: float | None,
 ) -> VariantReport:
@@ -109,12 +174,16 @@ def judged(
     if variant.name == MERGED and merged_quality is not None:
         kept = 1.0  # the reference retains itself, whatever it scores
     filled = variant.model_copy(update={"retention": kept, "cost_per_query_usd": cost})
-    checks = gates(filled, floor=floor, p95_budget_ms=p95_budget_ms)
+    checks = gates(filled, floor=floor, budget=budget)
     return filled.model_copy(update={"gates": checks, "passed": all(g.passed for g in checks)})
 
 
-def choose(variants: Sequence[VariantReport]) -> tuple[str, str]:
-    """(name, reason): the cheapest passing variant other than the merged model; else merged."""
+def choose(variants: Sequence[VariantReport]) -> tuple[str | None, str]:
+    """(name, reason): the cheapest passing variant other than the merged model; else the
+    merged model if it passes (it retains itself, so only its serving gates can fail it);
+    else None: no form of this adapter can serve within the task's gates, and since latency
+    and cost come from the model's size and the serving stack, more data would not change
+    that (the stage ends the cycle with the reason)."""
     passing = [v for v in variants if v.name != MERGED and v.passed]
     if passing:
         best = min(passing, key=lambda v: (v.cost_per_query_usd or 0.0, v.size_bytes or 0, v.name))
@@ -124,8 +193,15 @@ def choose(variants: Sequence[VariantReport]) -> tuple[str, str]:
             f"(${best.cost_per_query_usd:.3g}/query, retention {best.retention:.3f}); "
             f"also passing: {others}"
         )
-    why = [_why_not(v) for v in variants if v.name != MERGED]
-    return MERGED, "no variant passed: " + ("; ".join(why) or "none was made")
+    why = "; ".join(_why_not(v) for v in variants if v.name != MERGED) or "none was made"
+    merged = next((v for v in variants if v.name == MERGED), None)
+    if merged is not None and merged.passed:
+        return MERGED, f"no variant passed: {why}"
+    merged_why = _why_not(merged) if merged is not None else "merged model not measured"
+    return None, (
+        f"no serving form passes the task's gates: {merged_why}; {why}; more training data "
+        "cannot fix latency or cost"
+    )
 
 
 def _why_not(variant: VariantReport) -> str:
@@ -141,4 +217,4 @@ def _why_not(variant: VariantReport) -> str:
 
 
 def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3g}"
+    return "n/a" if value is None else f"{value:.4g}"  # 3000 ms, not 3e+03

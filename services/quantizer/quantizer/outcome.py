@@ -31,13 +31,14 @@ GGUF_MEDIA_TYPE = "application/vnd.gguf"
 @dataclass(frozen=True)
 class Outcome:
     merged_model: ArtifactRef
-    chosen: VariantReport
+    # None: no form passes the task's serving gates, and the cycle ends with the reason.
+    chosen: VariantReport | None
     reason: str
     variants: list[VariantReport]
     report: ArtifactRef
 
     def fields(self) -> dict[str, Any]:
-        assert self.chosen.artifact is not None
+        assert self.chosen is not None and self.chosen.artifact is not None
         return {
             "merged_model": self.merged_model,
             "chosen": self.chosen.name,
@@ -92,19 +93,20 @@ async def conclude(
         )
     merged_q = scores.get(domain.MERGED, {}).get("quality")
     figures = {m.name: m.figures for m in result.variants}
+    budget = domain.Budget.of(spec.thresholds, job.event.metrics)
     judged = [
         domain.judged(
             v,
             merged_q,
             floor=spec.thresholds.min_quant_retention,
-            p95_budget_ms=spec.thresholds.p95_latency_ms,
+            budget=budget,
             cost_hour_usd=settings.compute_hour_usd,
             seconds_per_query=figures[v.name].get("seconds_per_query"),
         )
         for v in reports
     ]
     name, reason = domain.choose(judged)
-    chosen = next(v for v in judged if v.name == name)
+    chosen = next((v for v in judged if v.name == name), None)
     report = {
         "adapter": job.event.candidate.model_dump(mode="json"),
         "base_model": job.base.model_dump(mode="json"),
@@ -112,6 +114,7 @@ async def conclude(
         "merge_max_abs_diff": result.merge_max_abs_diff,
         "primary_metric": spec.thresholds.primary_metric,
         "retention_floor": spec.thresholds.min_quant_retention,
+        "serving_budget": vars(budget),
         "chosen": name,
         "reason": reason,
         "variants": [v.model_dump(mode="json") for v in judged],

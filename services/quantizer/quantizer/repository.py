@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from shared.db import UnitOfWork
 from shared.events.catalog import EvaluationCompleted
 from shared.events.quantization import VariantReport, VariantSelected
 
 from .models import QuantizationRow, VariantRow
+
+if TYPE_CHECKING:
+    from .outcome import Outcome
 
 
 async def add_choice(uow: UnitOfWork, answer: VariantSelected) -> None:
@@ -29,6 +33,25 @@ async def add_choice(uow: UnitOfWork, answer: VariantSelected) -> None:
     uow.session.add(run)
     await uow.session.flush()
     uow.session.add_all(_variant_rows(run.id, answer.variants))
+
+
+async def add_rejection(uow: UnitOfWork, event: EvaluationCompleted, outcome: Outcome) -> None:
+    """Every form measured and none passed the serving gates: the run, its variants, no choice."""
+    run = QuantizationRow(
+        source_event_id=str(event.event_id),
+        cycle_id=str(event.cycle_id),
+        task_name=event.task_name,
+        task_version=event.task_version,
+        adapter_sha256=event.candidate.sha256,
+        status="failed",
+        reason=outcome.reason,
+        merged_model=outcome.merged_model.model_dump(mode="json"),
+        report=outcome.report.model_dump(mode="json"),
+        created_at=datetime.now(UTC),
+    )
+    uow.session.add(run)
+    await uow.session.flush()
+    uow.session.add_all(_variant_rows(run.id, outcome.variants))
 
 
 def _variant_rows(run_id: int, variants: Sequence[VariantReport]) -> list[VariantRow]:

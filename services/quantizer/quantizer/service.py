@@ -8,7 +8,9 @@
   process then stores the merged model and the GGUF files, scores the replies (golden.py),
   judges each variant and chooses (domain.py), and stores the report;
 - record: the run and variant rows and `variant.selected`, committed by the template with
-  the claim.
+  the claim; or, when no form (variant or merged model) passes the task's serving gates
+  (latency, latency and cost against the teacher), the rows and `cycle.failed` with every
+  form's figures: more training data cannot make the model faster or cheaper.
 
 Giving up is the template's: a corrupt adapter, an architecture llama.cpp cannot convert or a
 failed conversion ends the cycle (dead letter + cycle.failed, stage "quantization").
@@ -28,7 +30,7 @@ from shared.bus import PermanentError
 from shared.db import Database, UnitOfWork
 from shared.events import Event
 from shared.events.base import ArtifactRef
-from shared.events.catalog import EvaluationCompleted
+from shared.events.catalog import CycleFailed, EvaluationCompleted
 from shared.events.quantization import VariantSelected
 from shared.models import ModelFormatError, fetch_model_dir, read_manifest
 from shared.runtime.stage import Stage, StageRun
@@ -38,7 +40,7 @@ from shared.tasks.spec import TaskSpec
 from . import domain, golden
 from .contract import PlannedVariant, QuantizeJob, QuantizeResult, Row
 from .outcome import Outcome, conclude
-from .repository import add_choice, add_failure
+from .repository import add_choice, add_failure, add_rejection
 from .settings import QuantizerSettings
 
 
@@ -184,6 +186,18 @@ async def work(deps: Deps, job: Job | None, run: StageRun) -> Outcome | None:
 async def record(uow: UnitOfWork, job: Job | None, outcome: Outcome | None) -> list[Event]:
     if job is None or outcome is None:
         return []
+    if outcome.chosen is None:
+        # A verdict, not an error: every form was measured and none can serve within the
+        # task's latency and cost gates. No dead letter; the cycle ends with the figures.
+        ended = job.event.caused(
+            CycleFailed,
+            producer="quantizer",
+            task_name=job.event.task_name,
+            stage="quantization",
+            reason=outcome.reason,
+        )
+        await add_rejection(uow, job.event, outcome)
+        return [ended]
     answer = job.event.caused(
         VariantSelected,
         producer="quantizer",
