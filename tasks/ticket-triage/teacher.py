@@ -11,15 +11,29 @@ field. It is not a model and infers nothing:
   refusal ({"category": "unknown", ..., "needs_human": true}).
 A real deployment points `teacher.base_url` at any OpenAI-compatible endpoint instead.
 
+Its latency is simulated, so that a student's latency is compared with something like a real
+teacher's rather than with a dictionary lookup (which would fail any student on latency and
+flatter nothing). The model is GPT-4o on OpenAI's API, from Artificial Analysis' published
+medians for it (May 2024 version): 0.39 s to the first token and 81 output tokens/s. Each
+answer waits a time to first token drawn log-normal around that median (sigma 0.35: P95 about
+1.8x the median) plus its completion tokens at that rate. The task spec's prices are GPT-4o's
+list prices ($2.50 / $10 per million prompt / completion tokens). Both are simulated, never
+measured: every response says so in its `x-simulated-latency-ms` header, and `--ttft-ms`,
+`--tokens-per-s` and `--no-latency` change or remove the model.
+
 Run: python tasks/ticket-triage/teacher.py --port 8765
 """
 
 import argparse
+import asyncio
 import importlib.util
 import json
+import math
+import random
 import re
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +41,23 @@ HERE = Path(__file__).resolve().parent
 _USE_CASE = re.compile(r"^Use case: ([a-z0-9_-]+)", re.MULTILINE)
 _NEGATIVE = re.compile(r"^Kind: negative", re.MULTILINE)
 MODEL = "stand-in-teacher (scripted answers from the task pack; not a model)"
+
+
+@dataclass
+class SimulatedLatency:
+    """GPT-4o on OpenAI's API as Artificial Analysis published it (see the module docstring)."""
+
+    ttft_ms: float = 390.0
+    tokens_per_s: float = 81.0
+    sigma: float = 0.35
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)  # noqa: S311 - a simulation, not a secret
+
+    def seconds(self, completion_tokens: int) -> float:
+        ttft = self.ttft_ms / 1000 * math.exp(self._rng.gauss(0.0, self.sigma))
+        return ttft + completion_tokens / self.tokens_per_s
 
 
 def _generator():
@@ -77,8 +108,8 @@ class StandInTeacher:
         return row["input"]
 
 
-def create_app(teacher: StandInTeacher):
-    from fastapi import FastAPI, Request
+def create_app(teacher: StandInTeacher, latency: SimulatedLatency | None = None):
+    from fastapi import FastAPI, Request, Response
 
     app = FastAPI(title="stand-in teacher")
 
@@ -91,11 +122,15 @@ def create_app(teacher: StandInTeacher):
         return {"status": "ok"}
 
     @app.post("/v1/chat/completions")
-    async def chat(request: Request) -> dict[str, Any]:
+    async def chat(request: Request, response: Response) -> dict[str, Any]:
         body = await request.json()
         text = teacher.reply(body["messages"])
         prompt = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
         completion = max(1, len(text.split()))
+        if latency is not None:
+            wait = latency.seconds(completion)
+            response.headers["x-simulated-latency-ms"] = f"{wait * 1000:.0f}"
+            await asyncio.sleep(wait)
         return {
             "id": f"chatcmpl-standin-{time.monotonic_ns()}",
             "object": "chat.completion",
@@ -125,9 +160,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--ttft-ms", type=float, default=SimulatedLatency.ttft_ms)
+    parser.add_argument("--tokens-per-s", type=float, default=SimulatedLatency.tokens_per_s)
+    parser.add_argument("--no-latency", action="store_true", help="answer at once")
     args = parser.parse_args()
     teacher = StandInTeacher(synthetic_rows(), golden_rows())
-    uvicorn.run(create_app(teacher), host=args.host, port=args.port, log_level="warning")
+    latency = None if args.no_latency else SimulatedLatency(args.ttft_ms, args.tokens_per_s)
+    app = create_app(teacher, latency)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

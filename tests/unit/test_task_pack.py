@@ -332,3 +332,26 @@ def test_the_longest_example_fits_the_students_context(spec, golden, smollm2_tok
     tokens = len(tokenizer(text)["input_ids"])
     # Headroom for teacher-written tickets, which may run longer than the golden ones.
     assert tokens <= spec.student.max_seq_len * 0.85, tokens
+
+
+def test_the_stand_in_teachers_latency_is_simulated_said_so_and_configurable():
+    spec = importlib.util.spec_from_file_location("ticket_triage_teacher", PACK / "teacher.py")
+    teacher = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(teacher)
+    from fastapi.testclient import TestClient
+
+    model = teacher.SimulatedLatency(ttft_ms=20.0, tokens_per_s=1000.0, seed=3)
+    waits = [model.seconds(25) for _ in range(400)]
+    # Log-normal around the median time to first token, plus the tokens at the stated rate.
+    median = sorted(waits)[200]
+    assert median == pytest.approx(0.020 + 0.025, rel=0.1)
+    assert all(w > 0.025 for w in waits) and max(waits) < 0.2
+
+    stand_in = teacher.StandInTeacher([], teacher.golden_rows()[:1])
+    row = teacher.golden_rows()[0]
+    body = {"messages": [{"role": "user", "content": row["input"]}]}
+    timed = TestClient(teacher.create_app(stand_in, model)).post("/v1/chat/completions", json=body)
+    assert timed.status_code == 200 and float(timed.headers["x-simulated-latency-ms"]) > 10
+    assert timed.json()["choices"][0]["message"]["content"] == row["output"]
+    plain = TestClient(teacher.create_app(stand_in)).post("/v1/chat/completions", json=body)
+    assert "x-simulated-latency-ms" not in plain.headers
