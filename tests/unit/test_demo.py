@@ -40,3 +40,20 @@ def test_events_are_described_for_a_reader():
     assert describe("distillery.cycle.failed.v1", {"stage": "synth", "reason": "r"}) == (
         "cycle.failed: at synth: r"
     )
+    chosen = describe(
+        "distillery.variant.selected.v1",
+        {
+            "chosen": "gguf-q8_0",
+            "chosen_engine": "llama.cpp",
+            "reason": "cheapest",
+            "variants": [
+                {"name": "merged", "passed": False, "p95_ms": 3140.2, "retention": 1.0},
+                {"name": "gguf-q8_0", "passed": True, "p95_ms": 412.0, "retention": 0.99},
+                {"name": "vllm-w8a16", "passed": False, "p95_ms": None, "retention": None},
+            ],
+        },
+    )
+    assert chosen == (
+        "variant.selected: gguf-q8_0 on llama.cpp: cheapest [merged fail p95 3140 ms retention "
+        "1.000; gguf-q8_0 pass p95 412 ms retention 0.990; vllm-w8a16 fail]"
+    )
