@@ -45,6 +45,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--dump", help="write every reply and figure to this JSON file")
+    parser.add_argument(
+        "--teacher-p95-ms", type=float, help="the teacher's P95 (ms), for latency_vs_teacher"
+    )
+    parser.add_argument(
+        "--teacher-cost-usd", type=float, help="the teacher's cost per query, for cost_vs_teacher"
+    )
     args = parser.parse_args()
 
     from quantizer import domain, golden, worker
@@ -113,6 +119,17 @@ def main() -> None:
             f"{f['p50_ms']:.0f} | {f['p95_ms']:.0f} | {f['decode_tokens_per_s']:.1f} | "
             f"{ratio:.2f}x | {_f(s['schema_validity'])} |"
         )
+    # The task's serving gates, as the quantizer applies them; the ratios to the teacher only
+    # when its figures are given (an evaluation's metrics have them), else they could not pass.
+    t = spec.thresholds
+    budget = domain.Budget(
+        p95_ms=t.p95_latency_ms,
+        max_latency_vs_teacher=t.max_latency_vs_teacher if args.teacher_p95_ms else None,
+        max_cost_vs_teacher=t.max_cost_vs_teacher if args.teacher_cost_usd else None,
+        teacher_p95_ms=args.teacher_p95_ms,
+        teacher_cost_usd=args.teacher_cost_usd,
+    )
+    print(f"\nserving budget: {budget}")
     for quality in dict.fromkeys([metric, "mean_field_accuracy"]):
         reports = [
             domain.judged(
@@ -127,7 +144,7 @@ def main() -> None:
                 ),
                 scores[domain.MERGED][quality],
                 floor=0.98,
-                p95_budget_ms=spec.thresholds.p95_latency_ms,
+                budget=budget,
                 cost_hour_usd=2.0,
                 seconds_per_query=m.figures["seconds_per_query"],
             )
