@@ -33,7 +33,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), *(str(ROOT / "services" / s) for s in ("trainer", "evaluator"))]
+sys.path[:0] = [
+    str(ROOT),
+    str(ROOT / "bench"),  # replay.py
+    *(str(ROOT / "services" / s) for s in ("trainer", "evaluator")),
+]
 PACK = ROOT / "tasks" / "ticket-triage"
 FIELDS = ("category", "priority", "product", "needs_human", "language")
 
@@ -145,7 +149,16 @@ def main() -> None:
         "tickets): the gap to the golden score is what the training words fail to carry over",
     )
     parser.add_argument("--keep", type=Path, help="copy each trained adapter under this folder")
+    parser.add_argument(
+        "--replay",
+        type=int,
+        default=0,
+        help="add this many rows of the base model answering general prompts (bench/replay.py) "
+        "to every training set, against forgetting its general skills",
+    )
     args = parser.parse_args()
+
+    import replay
 
     from shared.tasks.load import load_spec
 
@@ -168,10 +181,15 @@ def main() -> None:
             flush=True,
         )
         show("base", evaluate(model_dir, None, spec, golden, 16), {})
+        base_general = general(model_dir, None, spec)
+        replayed = replay.rows(model_dir, args.replay, args.seed) if args.replay else []
+        if replayed:
+            print(f"replay: {len(replayed)} rows of the base's own general answers", flush=True)
         for n in (int(x) for x in args.examples.split(",")):
             rows = training_rows(n, spec.student_prompt, args.seed)
-            adapter, stats = train(model_dir, rows, args, work / f"n{n}")
+            adapter, stats = train(model_dir, rows + replayed, args, work / f"n{n}")
             show(f"{n} examples", evaluate(model_dir, adapter, spec, golden, 16), stats)
+            show_general(base_general, general(model_dir, adapter, spec))
             if args.holdout:
                 seen = {r["messages"][1]["content"] for r in rows}
                 fresh = pack_generator().make_examples(n + args.holdout, args.seed + 1, "synthetic")
@@ -179,6 +197,43 @@ def main() -> None:
                 show("  synthetic", evaluate(model_dir, adapter, spec, held, 16), {})
             if args.keep:
                 shutil.copytree(adapter, args.keep / f"n{n}", dirs_exist_ok=True)
+
+
+def general(model_dir: Path, adapter: Path | None, spec) -> dict[str, Any]:
+    """The evaluator's general-capability figures: probe answers (no system prompt, free
+    decoding) and general-text perplexity at the student's sequence length."""
+    from evaluator import ml
+    from evaluator.metrics import probe_correct
+
+    probes = [json.loads(x) for x in (PACK / "probe.jsonl").read_text().splitlines() if x]
+    model, tokenizer = ml.load(model_dir, adapter, "cpu")
+    prompts = ml.chat_prompts(tokenizer, None, [p["prompt"] for p in probes])
+    replies = ml.generate_batched(model, tokenizer, prompts, batch_size=16, max_new_tokens=128)
+    right = [probe_correct(r.text, p["answer"]) for r, p in zip(replies, probes, strict=True)]
+    text = (PACK / "general.txt").read_text()
+    window = spec.student.max_seq_len
+    ppl = ml.perplexity(model, tokenizer, text, window=window, max_tokens=8192)
+    return {"right": right, "ppl": ppl}
+
+
+def show_general(base: dict[str, Any], student: dict[str, Any]) -> None:
+    from evaluator.metrics import general_regression
+
+    b, s = base["right"], student["right"]
+    lost = sum(x and not y for x, y in zip(b, s, strict=True))
+    won = sum(y and not x for x, y in zip(b, s, strict=True))
+    drop = general_regression(
+        candidate_probe=sum(s) / len(s),
+        base_probe=sum(b) / len(b),
+        candidate_ppl=student["ppl"],
+        base_ppl=base["ppl"],
+    )
+    print(
+        f"{'':<14}general: probes {sum(b)} -> {sum(s)} of {len(b)} (lost {lost}, won {won}), "
+        f"perplexity {base['ppl']:.2f} -> {student['ppl']:.2f}; regression {drop['worst']:.3f} "
+        "(the gate: 0.05)",
+        flush=True,
+    )
 
 
 def show(label: str, result: dict[str, float], stats: dict[str, Any]) -> None:
