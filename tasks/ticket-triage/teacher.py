@@ -164,6 +164,8 @@ def main() -> None:
     parser.add_argument("--tokens-per-s", type=float, default=SimulatedLatency.tokens_per_s)
     parser.add_argument("--no-latency", action="store_true", help="answer at once")
     args = parser.parse_args()
+    if args.tokens_per_s <= 0 or args.ttft_ms < 0:
+        parser.error("--tokens-per-s must be above 0 and --ttft-ms not below 0")
     teacher = StandInTeacher(synthetic_rows(), golden_rows())
     latency = None if args.no_latency else SimulatedLatency(args.ttft_ms, args.tokens_per_s)
     app = create_app(teacher, latency)

@@ -550,6 +550,45 @@ async def test_an_adapter_passes_on_what_its_weights_decide_and_reports_its_spee
     )
 
 
+async def test_without_quantization_a_latency_only_failure_ends_the_cycle_without_iterating(
+    sqlite_db, tmp_path, teacher, base_dir, passing_adapter_dir
+):
+    """A task with `quantization: []` is served as the adapter timed here, so its serving
+    gates apply here: quality as good as the teacher's, slower than any budget, and more data
+    cannot help."""
+    world = make_world(tmp_path, sqlite_db, teacher, base_dir, passing=passing_adapter_dir)
+    thresholds = {
+        "min_quality_vs_teacher": 0.85,
+        "min_teacher_quality": 0.4,
+        "max_general_regression": 0.5,
+        "p95_latency_ms": 0.001,
+        "max_latency_vs_teacher": 1e-6,
+        "max_cost_vs_teacher": 1e6,
+        "max_iterations": 2,
+    }
+    world.spec = make_spec(
+        world.store, teacher.base_url, world.base, thresholds=thresholds, quantization=[]
+    )
+    event = trained(world, "passing", iteration=1)
+    assert await deliver(world, event) == "acked"
+    out = await answers(sqlite_db, event)
+    [done] = out.pop(EvaluationCompleted.subject)
+    [failed] = out.pop(CycleFailed.subject)
+    assert out == {}, "no iteration although iteration 1 of 2 leaves one"
+    assert {g.name: g.passed for g in done.gates} == {
+        "teacher_quality": True,
+        "quality_vs_teacher": True,
+        "general_regression": True,
+        "p95_latency_ms": False,
+        "latency_vs_teacher": False,
+        "cost_vs_teacher": True,
+    }
+    assert failed.stage == "evaluation" and failed.causation_id == done.event_id
+    assert "more training data cannot fix p95_latency_ms, latency_vs_teacher" in failed.reason
+    report = await load_report(world, done.report)
+    assert report["serving_gates"].startswith("applied here")
+
+
 async def test_iteration_feedback_carries_error_patterns_and_no_golden_input(
     sqlite_db, tmp_path, teacher, base_dir, untrained_adapter_dir
 ):

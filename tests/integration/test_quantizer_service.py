@@ -67,6 +67,7 @@ def make_world(
     base_dir: Path,
     adapter_dir: Path,
     thresholds: dict | None = None,
+    quantization: list[str] | None = None,
 ) -> World:
     from shared.tasks.spec import TaskSpec
 
@@ -82,6 +83,7 @@ def make_world(
             "use_cases": [{"name": "it", "weight": 1}],
             "golden_set": store.put_bytes("".join(json.dumps(r) + "\n" for r in rows).encode()),
             "thresholds": thresholds or {"p95_latency_ms": 600000},
+            "quantization": ["int8"] if quantization is None else quantization,
             "teacher": {"base_url": "http://127.0.0.1:1/v1", "model": "t"},
             "student": {"base_model": "tiny", "base_model_ref": base, "max_seq_len": 64},
             "residency": {"allowed_teacher_hosts": ["127.0.0.1"]},
@@ -198,6 +200,11 @@ async def test_passing_adapter_gets_variants_and_a_choice_once(
     failed = evaluated(world, passed=False)
     assert await deliver(world, failed) == "acked"
     assert await answers(db, failed) == {}, "a failed candidate is not quantized"
+
+    unquantized = make_world(tmp_path / "none", db, tiny_model_dir, adapter_dir, quantization=[])
+    asked_for_none = evaluated(unquantized)
+    assert await deliver(unquantized, asked_for_none) == "acked"
+    assert await answers(db, asked_for_none) == {}, "quantization: [] ships the adapter itself"
 
 
 async def test_when_no_form_serves_within_the_gates_the_cycle_ends_here_with_the_figures(

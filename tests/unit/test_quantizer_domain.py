@@ -137,3 +137,13 @@ def test_golden_score_reads_the_primary_metric_and_schema_validity():
     assert golden.score(replies, rows, "p_accuracy", None)["quality"] == 0.5
     with pytest.raises(golden.GoldenError):
         golden.parse_golden(b'{"id": "a"}\n')
+
+
+def test_the_end_of_the_cycle_blames_latency_and_cost_only_when_they_are_what_failed():
+    unmeasured = [
+        judge(report(domain.MERGED, 0.8), 0.8, seconds=None),  # no cost measured
+        judge(report("gguf-q8_0", 0.5), 0.8),
+    ]
+    name, reason = domain.choose(unmeasured)
+    assert name is None and "cost_per_query_usd not measured" in reason
+    assert "more training data" not in reason

@@ -40,6 +40,10 @@ SERVING_GATES_NOTE = (
     "(GGUF on llama.cpp, vLLM-native on a GPU, the merged model on transformers), each timed "
     "on its own engine, and the cycle ends there when none passes"
 )
+ADAPTER_SERVES_NOTE = (
+    "applied here: the task asks for no quantization (quantization: []), so the adapter is "
+    "served as it was timed here"
+)
 
 
 def refusal(manifest: Mapping[str, Any], event: TrainingCompleted) -> str | None:
@@ -131,6 +135,9 @@ def verdict(
         regression=regression["worst"],
         thresholds=spec.thresholds,
     )
+    if not spec.quantization:
+        # No quantizer in this task's path: the deployer serves the adapter as timed here.
+        gates += domain.serving_gates(speed, spec.thresholds)
     decision = domain.decide(
         gates,
         student=slice_quality(metrics["candidate"], metric),
@@ -170,7 +177,7 @@ def verdict(
             "base_model": event.base_model.model_dump(mode="json"),
             "general_regression": regression,
             "latency_basis": speed.basis,
-            "serving_gates": SERVING_GATES_NOTE,
+            "serving_gates": SERVING_GATES_NOTE if spec.quantization else ADAPTER_SERVES_NOTE,
             "vs_teacher": versus,
             "judge": judge,
         },

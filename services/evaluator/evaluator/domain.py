@@ -7,8 +7,10 @@ latency and cost are measured and reported next to the teacher's, but the servin
 task sets (p95_latency_ms, latency_vs_teacher, cost_vs_teacher) are the quantizer's to apply,
 on every form it makes of a passing adapter, each on the engine that would serve it: this
 service can only time transformers, a form that on CPU decodes 5-8x slower than llama.cpp on
-the same weights, so a gate here would refuse students the served form would pass. A
-quantized variant evaluated here (a transformers-format one) gets quant_retention and the
+the same weights, so a gate here would refuse students the served form would pass. A task
+that asks for no quantization (`quantization: []`) is served as the adapter the evaluator
+timed: its adapter gets the serving gates here (candidate.py). A quantized variant evaluated
+here (a transformers-format one) gets quant_retention and the
 serving gates, since it is timed as it would serve. A budget left at None is no gate (its
 figure is still reported); the spec refuses a task with no latency gate of either kind.
 

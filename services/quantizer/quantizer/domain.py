@@ -67,6 +67,7 @@ def retention(quality: float | None, merged_quality: float | None) -> float | No
     return quality / merged_quality
 
 
+SERVING_GATES = frozenset({"p95_latency_ms", "latency_vs_teacher", "cost_vs_teacher"})
 # EvaluationCompleted.metrics keys (the evaluator's flat_metrics): the teacher's figures.
 TEACHER_P95 = "latency_p95_ms.teacher.single"
 TEACHER_COST = "cost_per_query_usd.teacher"
@@ -180,10 +181,10 @@ def judged(
 
 def choose(variants: Sequence[VariantReport]) -> tuple[str | None, str]:
     """(name, reason): the cheapest passing variant other than the merged model; else the
-    merged model if it passes (it retains itself, so only its serving gates can fail it);
-    else None: no form of this adapter can serve within the task's gates, and since latency
-    and cost come from the model's size and the serving stack, more data would not change
-    that (the stage ends the cycle with the reason)."""
+    merged model if it passes (it retains itself, so what fails it is a serving gate or an
+    unmeasured figure); else None: no form of this adapter can serve within the task's gates
+    (the stage ends the cycle with the reason, which says when only latency and cost failed:
+    they come from the model's size and the serving stack, so more data would not help)."""
     passing = [v for v in variants if v.name != MERGED and v.passed]
     if passing:
         best = min(passing, key=lambda v: (v.cost_per_query_usd or 0.0, v.size_bytes or 0, v.name))
@@ -198,10 +199,11 @@ def choose(variants: Sequence[VariantReport]) -> tuple[str | None, str]:
     if merged is not None and merged.passed:
         return MERGED, f"no variant passed: {why}"
     merged_why = _why_not(merged) if merged is not None else "merged model not measured"
-    return None, (
-        f"no serving form passes the task's gates: {merged_why}; {why}; more training data "
-        "cannot fix latency or cost"
-    )
+    failed = {g.name for v in variants if v.name == MERGED for g in v.gates if not g.passed}
+    measured = all(g.value is not None for v in variants for g in v.gates if g.name in failed)
+    speed_only = failed and failed <= SERVING_GATES and measured
+    suffix = "; more training data cannot fix latency or cost" if speed_only else ""
+    return None, f"no serving form passes the task's gates: {merged_why}; {why}{suffix}"
 
 
 def _why_not(variant: VariantReport) -> str:

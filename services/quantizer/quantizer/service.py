@@ -93,6 +93,10 @@ async def prepare(deps: Deps, event: EvaluationCompleted, run: StageRun) -> Job 
         return None  # a failed or quantized candidate: the deployer's business, not ours
     try:
         spec = spec_from_json(await deps.artifacts.get_bytes(event.task_spec))
+        if not spec.quantization:
+            # The spec asks for no quantization: the deployer ships the adapter itself, gated
+            # at evaluation on the transformers figures it will serve with.
+            return None
         rows = golden.parse_golden(await deps.artifacts.get_bytes(spec.ref("golden_set")))
         report = json.loads(await deps.artifacts.get_bytes(event.report))
         base = ArtifactRef.model_validate(report["base_model"])
@@ -194,7 +198,7 @@ async def record(uow: UnitOfWork, job: Job | None, outcome: Outcome | None) -> l
             producer="quantizer",
             task_name=job.event.task_name,
             stage="quantization",
-            reason=outcome.reason,
+            reason=outcome.reason[:4000],  # every form's reason can outgrow the event's limit
         )
         await add_rejection(uow, job.event, outcome)
         return [ended]

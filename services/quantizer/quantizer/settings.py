@@ -26,8 +26,9 @@ class QuantizerSettings(BaseSettings):
     )
     always: list[str] = Field(
         default=["gguf", "int8", "int4"],
-        description="quantization targets made whatever the spec lists (F16, Q8_0 and Q4_K_M "
-        "GGUF by default); the spec's own list is added to these",
+        description="quantization targets made for every spec that asks for quantization at "
+        "all (F16, Q8_0 and Q4_K_M GGUF by default); the spec's own list is added to these. A "
+        "spec with `quantization: []` ships its adapter unquantized and is left alone",
     )
     merge_tolerance: float = Field(
         default=1e-3,
