@@ -191,6 +191,41 @@ def test_sync_streaming(gateway):
     assert text == SCHEMA_ANSWER
 
 
+def test_text_completions_take_the_chat_path_with_the_task_prompt(gateway):
+    client = gateway.client()
+    raw = client.completions.with_raw_response.create(
+        model=TASK, prompt="I was charged twice for order 101."
+    )
+    reply = raw.parse()
+    assert reply.object == "text_completion" and reply.model == TASK
+    assert reply.choices[0].text == SCHEMA_ANSWER
+    assert reply.usage is not None and reply.usage.completion_tokens > 0
+    assert raw.headers["x-distillery-route"] == "student"
+    # The model server was asked for a chat completion under the student prompt and schema.
+    (sent,) = gateway.student.chats()
+    spec = gateway.deps.routes.get(TASK).spec
+    assert sent.body["messages"] == [
+        {"role": "system", "content": spec.student_prompt},
+        {"role": "user", "content": "I was charged twice for order 101."},
+    ]
+    assert sent.body["response_format"] == response_format(spec.output_schema)
+    wait_for(lambda: gateway.traces())
+    (trace,) = gateway.traces()
+    assert str(trace.request_id) == raw.headers["x-request-id"]
+    assert trace.completion == SCHEMA_ANSWER
+
+    stream = client.completions.create(model=TASK, prompt="API call 3 keeps failing.", stream=True)
+    parts = [c.choices[0].text for c in stream if c.choices]
+    assert "".join(parts) == SCHEMA_ANSWER and len(parts) > 2
+
+    with pytest.raises(openai.BadRequestError, match="prompt"):
+        client.completions.create(model=TASK, prompt=["one", "two"])
+    with pytest.raises(openai.BadRequestError, match="echo"):
+        client.completions.create(model=TASK, prompt="hello", echo=True)
+    with pytest.raises(openai.PermissionDeniedError):  # the key's scope, as for chat
+        client.completions.create(model="no-such-task", prompt="hello")
+
+
 def test_teacher_route_gets_the_full_instructions_and_no_schema(make_gateway):
     gateway = make_gateway(stage="rolled_back")  # the teacher is live, the student rolled back
     reply = gateway.client().chat.completions.create(model=TASK, messages=user("hello"))

@@ -27,6 +27,7 @@ from starlette.routing import Route as HttpRoute
 from shared.events import FeedbackRecorded
 
 from .chat import Call, Chat, error_body
+from .completions import CompletionRequestError, as_completion, to_chat
 from .domain import Route
 from .instruments import REFUSED, REQUEST_SECONDS
 from .keys import ApiKey, KeyRing
@@ -148,6 +149,25 @@ def create_gateway(deps: GatewayDeps) -> Starlette:
         sticky = request.headers.get(USER_HEADER) or key.key_id
         return await deps.chat.handle(Call(uuid4(), route, body, sticky, started))
 
+    async def text_completions(request: Request) -> Response:
+        # The same checks and the same chat path; only the answer's shape differs.
+        started = time.perf_counter()
+        try:
+            key = admit(request)
+            try:
+                body = to_chat(await read_json(request))
+            except CompletionRequestError as exc:
+                raise Refused(400, str(exc), "invalid_request_error") from None
+            route = task_of(body, key)
+        except Refused as refused:
+            REQUEST_SECONDS.labels("completions", "none", f"{refused.status // 100}xx").observe(
+                time.perf_counter() - started
+            )
+            return refused.response()
+        sticky = request.headers.get(USER_HEADER) or key.key_id
+        answer = await deps.chat.handle(Call(uuid4(), route, body, sticky, started))
+        return as_completion(answer)
+
     async def models(request: Request) -> Response:
         try:
             key = admit(request)
@@ -195,6 +215,7 @@ def create_gateway(deps: GatewayDeps) -> Starlette:
         lifespan=lifespan,
         routes=[
             HttpRoute("/v1/chat/completions", chat_completions, methods=["POST"]),
+            HttpRoute("/v1/completions", text_completions, methods=["POST"]),
             HttpRoute("/v1/models", models, methods=["GET"]),
             HttpRoute("/v1/feedback", feedback, methods=["POST"]),
             HttpRoute("/metrics", metrics, methods=["GET"]),
