@@ -156,6 +156,12 @@ def main() -> None:
         help="add this many rows of the base model answering general prompts (bench/replay.py) "
         "to every training set, against forgetting its general skills",
     )
+    parser.add_argument(
+        "--replay-temperature",
+        type=float,
+        default=0.0,
+        help="0: the base's greedy replies; above 0: replies sampled at this temperature",
+    )
     args = parser.parse_args()
 
     import replay
@@ -182,7 +188,11 @@ def main() -> None:
         )
         show("base", evaluate(model_dir, None, spec, golden, 16), {})
         base_general = general(model_dir, None, spec)
-        replayed = replay.rows(model_dir, args.replay, args.seed) if args.replay else []
+        replayed = (
+            replay.rows(model_dir, args.replay, args.seed, args.replay_temperature)
+            if args.replay
+            else []
+        )
         if replayed:
             print(f"replay: {len(replayed)} rows of the base's own general answers", flush=True)
         for n in (int(x) for x in args.examples.split(",")):

@@ -70,17 +70,27 @@ def prompts(n: int, seed: int) -> list[str]:
     raise ValueError(f"only {len(out)} distinct replay prompts, {n} asked")
 
 
-def rows(model_dir: Any, n: int, seed: int, max_new_tokens: int = 128) -> list[dict[str, Any]]:
-    """n training rows whose answers are the base model's greedy replies, asked as the
-    evaluator asks its probes (no system prompt, the model's own chat template)."""
+def rows(
+    model_dir: Any, n: int, seed: int, temperature: float = 0.0, max_new_tokens: int = 128
+) -> list[dict[str, Any]]:
+    """n training rows whose answers are the base model's replies, asked as the evaluator asks
+    its probes (no system prompt, the model's own chat template): greedy at temperature 0,
+    else sampled from its whole distribution at that temperature. Greedy replies are the
+    base's single likeliest answers; training on them sharpens the distribution (perplexity
+    rises), while replies sampled at 1.0 are draws from the base itself, so their loss pulls
+    the student toward the base's distribution as a whole."""
     from evaluator import ml
 
     model, tokenizer = ml.load(model_dir, None, "cpu")
     asked = prompts(n, seed)
     chats = ml.chat_prompts(tokenizer, None, asked)
-    replies = ml.generate_batched(
-        model, tokenizer, chats, batch_size=16, max_new_tokens=max_new_tokens
-    )
+    if temperature > 0:
+        texts = _sampled(model, tokenizer, chats, temperature, max_new_tokens, seed)
+    else:
+        greedy = ml.generate_batched(
+            model, tokenizer, chats, batch_size=16, max_new_tokens=max_new_tokens
+        )
+        texts = [g.text for g in greedy]
     return [
         {
             "id": f"replay-{i:04d}",
@@ -88,9 +98,36 @@ def rows(model_dir: Any, n: int, seed: int, max_new_tokens: int = 128) -> list[d
             "negative": False,
             "messages": [
                 {"role": "user", "content": prompt},
-                {"role": "assistant", "content": reply.text.strip()},
+                {"role": "assistant", "content": reply.strip()},
             ],
         }
-        for i, (prompt, reply) in enumerate(zip(asked, replies, strict=True))
-        if reply.text.strip()
+        for i, (prompt, reply) in enumerate(zip(asked, texts, strict=True))
+        if reply.strip()
     ]
+
+
+def _sampled(
+    model: Any, tokenizer: Any, chats: list[str], temperature: float, max_new: int, seed: int
+) -> list[str]:
+    import torch
+
+    torch.manual_seed(seed)
+    tokenizer.padding_side = "left"
+    out: list[str] = []
+    for start in range(0, len(chats), 16):
+        batch = tokenizer(
+            chats[start : start + 16], return_tensors="pt", padding=True, add_special_tokens=False
+        )
+        with torch.inference_mode():
+            generated = model.generate(
+                **batch,
+                do_sample=True,
+                temperature=temperature,
+                top_k=0,  # the whole distribution: no truncation of its tail
+                top_p=1.0,
+                max_new_tokens=max_new,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        width = batch["input_ids"].shape[1]
+        out += tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)
+    return out
