@@ -504,6 +504,18 @@ async def test_a_teacher_too_weak_for_the_task_ends_the_cycle(
     assert report["outcome"] == "failed" and report["reason"] == failed.reason
 
 
+# Budgets no model can meet (a thousandth of a millisecond; a millionth of the teacher's time),
+# so a verdict does not hang on how fast this machine is; quality bars the passing adapter meets.
+TOO_SLOW_FOR_ANY_MODEL = {
+    "min_quality_vs_teacher": 0.85,
+    "min_teacher_quality": 0.4,
+    "max_general_regression": 0.5,
+    "p95_latency_ms": 0.001,
+    "max_latency_vs_teacher": 1e-6,
+    "max_iterations": 2,
+}
+
+
 async def test_an_adapter_passes_on_what_its_weights_decide_and_reports_its_speed(
     sqlite_db, tmp_path, teacher, base_dir, passing_adapter_dir
 ):
@@ -512,15 +524,7 @@ async def test_an_adapter_passes_on_what_its_weights_decide_and_reports_its_spee
     (tests/integration/test_quantizer_service.py ends the cycle there); the transformers
     figures and the ratios to the teacher are still measured and reported."""
     world = make_world(tmp_path, sqlite_db, teacher, base_dir, passing=passing_adapter_dir)
-    thresholds = {
-        "min_quality_vs_teacher": 0.85,
-        "min_teacher_quality": 0.4,
-        "max_general_regression": 0.5,
-        "p95_latency_ms": 0.001,
-        "max_latency_vs_teacher": 1e-6,
-        "max_cost_vs_teacher": 1e-9,
-        "max_iterations": 2,
-    }
+    thresholds = {**TOO_SLOW_FOR_ANY_MODEL, "max_cost_vs_teacher": 1e-9}
     world.spec = make_spec(world.store, teacher.base_url, world.base, thresholds=thresholds)
     event = trained(world, "passing", iteration=1)
     assert await deliver(world, event) == "acked"
@@ -557,15 +561,8 @@ async def test_without_quantization_a_latency_only_failure_ends_the_cycle_withou
     gates apply here: quality as good as the teacher's, slower than any budget, and more data
     cannot help."""
     world = make_world(tmp_path, sqlite_db, teacher, base_dir, passing=passing_adapter_dir)
-    thresholds = {
-        "min_quality_vs_teacher": 0.85,
-        "min_teacher_quality": 0.4,
-        "max_general_regression": 0.5,
-        "p95_latency_ms": 0.001,
-        "max_latency_vs_teacher": 1e-6,
-        "max_cost_vs_teacher": 1e6,
-        "max_iterations": 2,
-    }
+    # Cost is gated too, generously, to show it is measured and reported beside them.
+    thresholds = {**TOO_SLOW_FOR_ANY_MODEL, "max_cost_vs_teacher": 1e6}
     world.spec = make_spec(
         world.store, teacher.base_url, world.base, thresholds=thresholds, quantization=[]
     )

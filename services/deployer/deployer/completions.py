@@ -58,7 +58,17 @@ def to_chat(body: dict[str, Any]) -> dict[str, Any]:
 
 def completion_body(chat: dict[str, Any]) -> dict[str, Any]:
     """A chat.completion body as a text_completion body."""
-    return {
+    return _shaped(chat, "message")
+
+
+def completion_chunk(chunk: dict[str, Any]) -> dict[str, Any]:
+    """A chat.completion.chunk as a text_completion stream chunk."""
+    return _shaped(chunk, "delta")
+
+
+def _shaped(chat: dict[str, Any], part: str) -> dict[str, Any]:
+    # A whole answer carries each choice's text in "message", a stream chunk in "delta".
+    out = {
         "id": chat.get("id"),
         "object": "text_completion",
         "created": chat.get("created"),
@@ -66,35 +76,15 @@ def completion_body(chat: dict[str, Any]) -> dict[str, Any]:
         "choices": [
             {
                 "index": c.get("index", i),
-                "text": ((c.get("message") or {}).get("content")) or "",
+                "text": ((c.get(part) or {}).get("content")) or "",
                 "finish_reason": c.get("finish_reason"),
                 "logprobs": None,
             }
             for i, c in enumerate(chat.get("choices") or [])
         ],
-        **({"usage": chat["usage"]} if chat.get("usage") else {}),
     }
-
-
-def completion_chunk(chunk: dict[str, Any]) -> dict[str, Any]:
-    """A chat.completion.chunk as a text_completion stream chunk."""
-    out = {
-        "id": chunk.get("id"),
-        "object": "text_completion",
-        "created": chunk.get("created"),
-        "model": chunk.get("model"),
-        "choices": [
-            {
-                "index": c.get("index", i),
-                "text": ((c.get("delta") or {}).get("content")) or "",
-                "finish_reason": c.get("finish_reason"),
-                "logprobs": None,
-            }
-            for i, c in enumerate(chunk.get("choices") or [])
-        ],
-    }
-    if chunk.get("usage"):
-        out["usage"] = chunk["usage"]
+    if chat.get("usage"):
+        out["usage"] = chat["usage"]
     return out
 
 

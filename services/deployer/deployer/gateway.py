@@ -134,39 +134,42 @@ def create_gateway(deps: GatewayDeps) -> Starlette:
             raise Refused(404, f"no task named {task!r} is served", "invalid_request_error")
         return route
 
-    async def chat_completions(request: Request) -> Response:
+    async def accepted(
+        request: Request, endpoint: str, as_chat: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> Call | Response:
+        """The checks every completion endpoint makes, in order; the chat request, or the
+        refusal to send."""
         started = time.perf_counter()
         try:
             key = admit(request)
-            body = await read_json(request)
-            check_messages(body.get("messages"))
+            body = as_chat(await read_json(request))
             route = task_of(body, key)
         except Refused as refused:
-            REQUEST_SECONDS.labels("chat", "none", f"{refused.status // 100}xx").observe(
+            REQUEST_SECONDS.labels(endpoint, "none", f"{refused.status // 100}xx").observe(
                 time.perf_counter() - started
             )
             return refused.response()
         sticky = request.headers.get(USER_HEADER) or key.key_id
-        return await deps.chat.handle(Call(uuid4(), route, body, sticky, started))
+        return Call(uuid4(), route, body, sticky, started)
+
+    def chat_body(body: dict[str, Any]) -> dict[str, Any]:
+        check_messages(body.get("messages"))
+        return body
+
+    def text_body(body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return to_chat(body)
+        except CompletionRequestError as exc:
+            raise Refused(400, str(exc), "invalid_request_error") from None
+
+    async def chat_completions(request: Request) -> Response:
+        call = await accepted(request, "chat", chat_body)
+        return call if isinstance(call, Response) else await deps.chat.handle(call)
 
     async def text_completions(request: Request) -> Response:
         # The same checks and the same chat path; only the answer's shape differs.
-        started = time.perf_counter()
-        try:
-            key = admit(request)
-            try:
-                body = to_chat(await read_json(request))
-            except CompletionRequestError as exc:
-                raise Refused(400, str(exc), "invalid_request_error") from None
-            route = task_of(body, key)
-        except Refused as refused:
-            REQUEST_SECONDS.labels("completions", "none", f"{refused.status // 100}xx").observe(
-                time.perf_counter() - started
-            )
-            return refused.response()
-        sticky = request.headers.get(USER_HEADER) or key.key_id
-        answer = await deps.chat.handle(Call(uuid4(), route, body, sticky, started))
-        return as_completion(answer)
+        call = await accepted(request, "completions", text_body)
+        return call if isinstance(call, Response) else as_completion(await deps.chat.handle(call))
 
     async def models(request: Request) -> Response:
         try:

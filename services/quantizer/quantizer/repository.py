@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from shared.db import UnitOfWork
+from shared.events.base import ArtifactRef
 from shared.events.catalog import EvaluationCompleted
 from shared.events.quantization import VariantReport, VariantSelected
 
@@ -26,13 +27,8 @@ async def add_choice(uow: UnitOfWork, answer: VariantSelected) -> None:
         status="chosen",
         chosen=answer.chosen,
         reason=answer.reason,
-        merged_model=answer.merged_model.model_dump(mode="json"),
-        report=answer.report.model_dump(mode="json"),
-        created_at=datetime.now(UTC),
     )
-    uow.session.add(run)
-    await uow.session.flush()
-    uow.session.add_all(_variant_rows(run.id, answer.variants))
+    await _add_run(uow, run, answer.merged_model, answer.report, answer.variants)
 
 
 async def add_rejection(uow: UnitOfWork, event: EvaluationCompleted, outcome: Outcome) -> None:
@@ -45,13 +41,23 @@ async def add_rejection(uow: UnitOfWork, event: EvaluationCompleted, outcome: Ou
         adapter_sha256=event.candidate.sha256,
         status="failed",
         reason=outcome.reason,
-        merged_model=outcome.merged_model.model_dump(mode="json"),
-        report=outcome.report.model_dump(mode="json"),
-        created_at=datetime.now(UTC),
     )
+    await _add_run(uow, run, outcome.merged_model, outcome.report, outcome.variants)
+
+
+async def _add_run(
+    uow: UnitOfWork,
+    run: QuantizationRow,
+    merged: ArtifactRef,
+    report: ArtifactRef,
+    variants: Sequence[VariantReport],
+) -> None:
+    run.merged_model = merged.model_dump(mode="json")
+    run.report = report.model_dump(mode="json")
+    run.created_at = datetime.now(UTC)
     uow.session.add(run)
     await uow.session.flush()
-    uow.session.add_all(_variant_rows(run.id, outcome.variants))
+    uow.session.add_all(_variant_rows(run.id, variants))
 
 
 def _variant_rows(run_id: int, variants: Sequence[VariantReport]) -> list[VariantRow]:
