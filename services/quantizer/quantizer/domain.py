@@ -199,9 +199,8 @@ def choose(variants: Sequence[VariantReport]) -> tuple[str | None, str]:
     if merged is not None and merged.passed:
         return MERGED, f"no variant passed: {why}"
     merged_why = _why_not(merged) if merged is not None else "merged model not measured"
-    failed = {g.name for v in variants if v.name == MERGED for g in v.gates if not g.passed}
-    measured = all(g.value is not None for v in variants for g in v.gates if g.name in failed)
-    speed_only = failed and failed <= SERVING_GATES and measured
+    failed = [g for g in merged.gates if not g.passed] if merged is not None else []
+    speed_only = failed and all(g.name in SERVING_GATES and g.value is not None for g in failed)
     suffix = "; more training data cannot fix latency or cost" if speed_only else ""
     return None, f"no serving form passes the task's gates: {merged_why}; {why}{suffix}"
 

@@ -33,15 +33,7 @@ async def add_choice(uow: UnitOfWork, answer: VariantSelected) -> None:
 
 async def add_rejection(uow: UnitOfWork, event: EvaluationCompleted, outcome: Outcome) -> None:
     """Every form measured and none passed the serving gates: the run, its variants, no choice."""
-    run = QuantizationRow(
-        source_event_id=str(event.event_id),
-        cycle_id=str(event.cycle_id),
-        task_name=event.task_name,
-        task_version=event.task_version,
-        adapter_sha256=event.candidate.sha256,
-        status="failed",
-        reason=outcome.reason,
-    )
+    run = _failed_run(event, outcome.reason)
     await _add_run(uow, run, outcome.merged_model, outcome.report, outcome.variants)
 
 
@@ -81,15 +73,17 @@ def _variant_rows(run_id: int, variants: Sequence[VariantReport]) -> list[Varian
 
 
 async def add_failure(uow: UnitOfWork, event: EvaluationCompleted, reason: str) -> None:
-    uow.session.add(
-        QuantizationRow(
-            source_event_id=str(event.event_id),
-            cycle_id=str(event.cycle_id),
-            task_name=event.task_name,
-            task_version=event.task_version,
-            adapter_sha256=event.candidate.sha256,
-            status="failed",
-            reason=reason,
-            created_at=datetime.now(UTC),
-        )
+    uow.session.add(_failed_run(event, reason))
+
+
+def _failed_run(event: EvaluationCompleted, reason: str) -> QuantizationRow:
+    return QuantizationRow(
+        source_event_id=str(event.event_id),
+        cycle_id=str(event.cycle_id),
+        task_name=event.task_name,
+        task_version=event.task_version,
+        adapter_sha256=event.candidate.sha256,
+        status="failed",
+        reason=reason,
+        created_at=datetime.now(UTC),
     )
