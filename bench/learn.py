@@ -35,7 +35,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [
     str(ROOT),
-    str(ROOT / "bench"),  # replay.py
     *(str(ROOT / "services" / s) for s in ("trainer", "evaluator")),
 ]
 PACK = ROOT / "tasks" / "ticket-triage"
@@ -153,20 +152,21 @@ def main() -> None:
         "--replay",
         type=int,
         default=0,
-        help="add this many rows of the base model answering general prompts (bench/replay.py) "
+        help="add this many rows of the base model answering general prompts (trainer/replay.py) "
         "to every training set, against forgetting its general skills",
     )
     parser.add_argument(
         "--replay-temperature",
         type=float,
-        default=0.0,
-        help="0: the base's greedy replies; above 0: replies sampled at this temperature",
+        default=1.0,
+        help="the base's replies are sampled at this temperature (the spec's "
+        "training.replay.temperature); 1.0 draws from its whole distribution",
     )
     args = parser.parse_args()
 
-    import replay
-
     from shared.tasks.load import load_spec
+    from shared.tasks.spec import Replay
+    from trainer import replay
 
     spec = load_spec(PACK / "spec.yaml")
     lines = (PACK / "golden.jsonl").read_text().splitlines()
@@ -189,7 +189,9 @@ def main() -> None:
         show("base", evaluate(model_dir, None, spec, golden, 16), {})
         base_general = general(model_dir, None, spec)
         replayed = (
-            replay.rows(model_dir, args.replay, args.seed, args.replay_temperature)
+            replay.rows(
+                model_dir, args.replay, args.seed, Replay(temperature=args.replay_temperature)
+            )
             if args.replay
             else []
         )

@@ -52,6 +52,8 @@ TRAINING = {
         "learning_rate": {"low": 2e-3, "high": 8e-3},
         "epochs": [1],
     },
+    # 4 rows of the base's own general answers join the 16 task rows (trainer/replay.py).
+    "replay": {"share": 0.25, "max_new_tokens": 8},
 }
 pytestmark = pytest.mark.slow
 
@@ -162,11 +164,13 @@ async def test_trainer_process_trains_reports_progress_and_is_idempotent(
         k: v for k, v in completed.hyperparameters.items() if k != "trial"
     }
     assert report["memory"]["peak_rss_mib"] > 0 and report["tokens_per_second"] > 0
+    assert report["examples"]["train"] == 16 and report["examples"]["replay"] == 4
 
     progress = await events_of(nats_server.url, TrainingProgressed, event.cycle_id)
     per_trial = {t: sorted(p.step for p in progress if p.trial == t) for t in (0, 1)}
-    assert per_trial == {0: [1, 2, 3, 4], 1: [1, 2, 3, 4]}
-    assert all(p.total_steps == 4 and p.loss is not None for p in progress)
+    # (16 task + 4 replay rows) / batch 4: five steps a trial.
+    assert per_trial == {0: [1, 2, 3, 4, 5], 1: [1, 2, 3, 4, 5]}
+    assert all(p.total_steps == 5 and p.loss is not None for p in progress)
 
     # The redelivered event changed nothing: one answer, one run row.
     assert len(await events_of(nats_server.url, TrainingCompleted, event.cycle_id)) == 1

@@ -182,6 +182,7 @@ def test_regression_beside_quality_ends_the_cycle():
     d = decide(gates(student=0.5, regression=0.2), 1)
     assert d.outcome == "failed"
     assert "more training data cannot fix general_regression" in (d.reason or "")
+    assert "training.replay.share" in (d.reason or "")
 
 
 def test_relative_gates_are_student_over_teacher():

@@ -47,6 +47,12 @@ COST_VS_TEACHER = "cost_vs_teacher"
 RETENTION = "quant_retention"
 PER_REQUEST = frozenset({"single", "concurrent"})
 DATA_CANNOT_FIX = frozenset({REGRESSION, LATENCY, LATENCY_VS_TEACHER, COST_VS_TEACHER})
+# What does fix it, measured (bench/README.md, learn.py): the base's own general answers mixed
+# into training kept 17 of its 17 right probes where task rows alone kept 1.
+REPLAY_HINT = (
+    " (replaying the base model's own general answers keeps them: raise the spec's "
+    "training.replay.share, e.g. to 0.15)"
+)
 
 NOT_MEASURED = "not measured"
 TEACHER_TOO_WEAK = "teacher too weak for this task"
@@ -265,10 +271,11 @@ def decide(
         )
     stuck = [g.name for g in failed if g.name in DATA_CANNOT_FIX]
     if stuck:
+        hint = REPLAY_HINT if REGRESSION in stuck else ""
         return Decision(
             "failed",
             below,
-            f"gates failed: {names}; more training data cannot fix {', '.join(stuck)}",
+            f"gates failed: {names}; more training data cannot fix {', '.join(stuck)}{hint}",
         )
     # Overall quality can fail with no single slice under its own bar (the mix matters), so
     # focus on what trails the teacher at all, and failing that on everything.

@@ -58,6 +58,8 @@ class RunProgress:
             await self._checkpoint(message)
         elif kind == "trial":
             await self._trial(message)
+        elif kind == "replay":
+            log.info("replay rows", **{k: v for k, v in message.items() if k != "kind"})
 
     async def _step(self, m: dict[str, Any]) -> None:
         first = m["trial"] not in self._seen_trials

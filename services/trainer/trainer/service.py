@@ -146,6 +146,7 @@ async def prepare(deps: Deps, event: DatasetPublished, run: StageRun) -> Job:
         training=Search(
             search=spec.training.search, trials=spec.training.trials, seed=spec.training.seed
         ),
+        replay=spec.training.replay,
         finished=finished,
         torch_threads=deps.settings.torch_threads,
         launcher=deps.settings.launcher,

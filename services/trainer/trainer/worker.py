@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.bus import PermanentError
-from shared.tasks.spec import SearchSpace
+from shared.tasks.spec import Replay, SearchSpace
 
 from .data import DatasetError, read_rows
 from .domain import TrialRecord, best_trial
@@ -54,6 +54,7 @@ class TrainPayload(Contract):
     validation: Path
     options: RecipeOptions
     training: Search
+    replay: Replay = Replay()
     finished: list[TrialRecord] = Field(
         default_factory=list, description="trials the database records as finished"
     )
@@ -103,6 +104,7 @@ def _rows(path: Path) -> list[dict[str, Any]]:
 
 
 def train(payload: TrainPayload, progress: Callable[[dict[str, Any]], None]) -> TrainResult:
+    from . import replay
     from .plan import hardware, peak_memory
     from .search import search
     from .trials import in_process, launched, state_of
@@ -113,6 +115,17 @@ def train(payload: TrainPayload, progress: Callable[[dict[str, Any]], None]) -> 
 
         torch.set_num_threads(payload.torch_threads)
     run_dir = payload.run_dir
+    task_rows = _rows(payload.train)
+    # Before any trial, so every trial (and a resumed one) trains on the same replay rows.
+    replayed, replay_info = replay.for_run(
+        run_dir,
+        payload.model_dir,
+        replay.count(payload.replay, len(task_rows)),
+        payload.training.seed,
+        payload.replay,
+    )
+    if replay_info["asked"]:
+        progress({"kind": "replay", **replay_info})
     # What one trial needs, as plain JSON: a launched trial reads it back from launch.json.
     job = {
         "model_dir": str(payload.model_dir),
@@ -120,7 +133,7 @@ def train(payload: TrainPayload, progress: Callable[[dict[str, Any]], None]) -> 
         "validation": str(payload.validation),
         "options": asdict(payload.options),
         "launcher": payload.launcher,
-        "train_rows": _rows(payload.train),
+        "train_rows": task_rows + replayed,
         "validation_rows": _rows(payload.validation),
     }
     finished = {r.number: r for r in payload.finished}
@@ -180,8 +193,9 @@ def train(payload: TrainPayload, progress: Callable[[dict[str, Any]], None]) -> 
         adapter_dir=run_dir / f"trial-{best.number}" / "adapter",
         trials=records,
         examples={
-            "train": len(job["train_rows"]),
+            "train": len(task_rows),
             "validation": len(job["validation_rows"]),
+            "replay": len(replayed),
             **dropped,
         },
         plan=plan,

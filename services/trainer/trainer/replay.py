@@ -1,0 +1,172 @@
+"""Replay rows: the base model's own answers to general prompts, mixed into training.
+
+A LoRA trained on one task's rows alone forgets the base model's general behaviour
+(bench/README.md, learn.py: 17 of 48 general probes right before, 1 after). Rows where the
+*base model* answers general prompts, as it answers them today, teach the adapter to leave
+everything that is not the task alone: self-distillation, with no outside data and no teacher
+calls. Replies are sampled from the base's whole distribution (temperature 1.0 by default):
+greedy replies are its single likeliest answers, and training on them sharpens the
+distribution (general perplexity +12.9 % against +0.3 % sampled, bench/README.md).
+
+The prompts are kinds the evaluator's probes are not (tasks/ticket-triage/probe.jsonl asks
+arithmetic, unit conversions, capitals and letter games): describing, defining, listing,
+rewriting and short writing, over words the probes do not use. So the general-regression
+gate still measures whether the preservation carries over to prompts it was not trained on.
+
+The rows are made once per run, in the worker, and kept in the run folder (`replay.jsonl`):
+a resumed trial on the same machine trains on the same rows. On a fresh machine they are
+sampled again from the same seed; the count and prompts are the same, the replies may
+differ in a few tokens where the hardware's arithmetic does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from shared.tasks.spec import Replay
+
+FILE = "replay.jsonl"
+BATCH = 16
+
+TEMPLATES = (
+    "Write one sentence about a {noun}.",
+    "Explain in one sentence what a {noun} is used for.",
+    "What is the opposite of the word '{adj}'?",
+    "Give me a word that means the same as '{adj}'.",
+    "List three things you might find in a {place}.",
+    "Describe a {place} in two sentences.",
+    "Write a short, friendly note inviting a neighbour to the {place}.",
+    "Suggest a name for a pet {animal}.",
+    "Tell me one interesting fact about the {animal}.",
+    "Rewrite this sentence so it sounds more polite: 'Give me the {noun} now.'",
+    "Write a two-line poem about a {adj} {noun}.",
+    "Which is usually bigger, a {animal} or a {noun}? Answer in one sentence.",
+    "How would you explain the word '{adj}' to a child?",
+    "Give one tip for keeping a {noun} in good condition.",
+    "What colour is a {animal} usually?",
+    "Write a title for a story about a {adj} {animal} in a {place}.",
+)
+NOUNS = (
+    "bicycle", "teapot", "umbrella", "notebook", "ladder", "kettle", "blanket", "compass",
+    "guitar", "backpack", "candle", "hammer", "mirror", "sofa", "telescope", "wallet",
+)  # fmt: skip
+ADJECTIVES = (
+    "quiet", "bright", "heavy", "narrow", "gentle", "ancient", "curious", "brave",
+    "tidy", "noisy", "warm", "fragile", "clever", "shallow", "sturdy", "cheerful",
+)  # fmt: skip
+PLACES = (
+    "library", "kitchen", "forest", "museum", "beach", "bakery", "train station", "park",
+    "school", "farm", "castle", "hospital",
+)  # fmt: skip
+ANIMALS = (
+    "cat", "rabbit", "owl", "horse", "dolphin", "fox", "tortoise", "parrot", "elephant",
+    "squirrel", "goat", "penguin",
+)  # fmt: skip
+
+
+def prompts(n: int, seed: int) -> list[str]:
+    """n distinct general prompts (raises when the templates cannot make that many)."""
+    rng = random.Random(seed)  # noqa: S311 (a reproducible draw, not a secret)
+    out: dict[str, None] = {}
+    for _ in range(n * 50):
+        if len(out) == n:
+            return list(out)
+        text = rng.choice(TEMPLATES).format(
+            noun=rng.choice(NOUNS),
+            adj=rng.choice(ADJECTIVES),
+            place=rng.choice(PLACES),
+            animal=rng.choice(ANIMALS),
+        )
+        out[text] = None
+    raise ValueError(f"only {len(out)} distinct replay prompts, {n} asked")
+
+
+def count(replay: Replay, train_rows: int) -> int:
+    """Replay rows for a training set of `train_rows` task rows (at least one when on)."""
+    if replay.share <= 0 or train_rows <= 0:
+        return 0
+    return max(1, round(replay.share * train_rows))
+
+
+def rows(model_dir: Path, n: int, seed: int, replay: Replay) -> list[dict[str, Any]]:
+    """n training rows whose answers are the base model's replies, asked as the evaluator asks
+    its probes: no system prompt, the model's own chat template. A prompt the base answers
+    with nothing is left out (there is nothing to preserve)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForCausalLM.from_pretrained(
+        str(model_dir), dtype=torch.float32, use_safetensors=True, trust_remote_code=False
+    ).eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    asked = prompts(n, seed)
+    chats = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+        )
+        for p in asked
+    ]
+    torch.manual_seed(seed)
+    replies: list[str] = []
+    for start in range(0, len(chats), BATCH):
+        batch = tokenizer(
+            chats[start : start + BATCH],
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=False,
+        )
+        with torch.inference_mode():
+            out = model.generate(
+                **batch,
+                do_sample=True,
+                temperature=replay.temperature,
+                top_k=0,  # the whole distribution: no truncation of its tail
+                top_p=1.0,
+                max_new_tokens=replay.max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        width = batch["input_ids"].shape[1]
+        replies += tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+    return [
+        {
+            "id": f"replay-{i:04d}",
+            "use_case": "replay",
+            "negative": False,
+            "messages": [
+                {"role": "user", "content": prompt},
+                {"role": "assistant", "content": reply.strip()},
+            ],
+        }
+        for i, (prompt, reply) in enumerate(zip(asked, replies, strict=True))
+        if reply.strip()
+    ]
+
+
+def for_run(
+    run_dir: Path, model_dir: Path, n: int, seed: int, replay: Replay
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The run's replay rows, made once and kept in the run folder; and what was done."""
+    path = run_dir / FILE
+    if n <= 0:
+        return [], {"asked": 0}
+    header = {"asked": n, "seed": seed, **replay.model_dump()}
+    if path.exists():
+        kept = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+        if kept and kept[0] == header:
+            return kept[1:], {"asked": n, "kept": len(kept) - 1, "reused": True}
+    started = time.perf_counter()
+    made = rows(model_dir, n, seed, replay)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{FILE}.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in [header, *made]), encoding="utf-8")
+    os.replace(tmp, path)  # whole or absent: a kill mid-write leaves no half a file
+    seconds = round(time.perf_counter() - started, 1)
+    return made, {"asked": n, "kept": len(made), "reused": False, "seconds": seconds}

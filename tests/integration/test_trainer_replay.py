@@ -1,0 +1,113 @@
+"""Replay rows (the spec's `training.replay`): the base model's own answers to general prompts,
+drawn in the worker before any trial, mixed into every trial's training rows and kept in the
+run folder so a resumed run trains on the same rows. Real tiny model, real training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shared.tasks.spec import Replay, SearchSpace, Training
+from tests.fixtures.datasets import triage_rows
+from trainer import replay
+from trainer.ml import RecipeOptions
+from trainer.worker import Search, TrainPayload, train
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def test_replay_is_off_unless_the_spec_asks_and_sized_by_its_share():
+    assert Training().replay.share == 0 and replay.count(Training().replay, 1000) == 0
+    assert replay.count(Replay(share=0.15), 84) == 13
+    assert replay.count(Replay(share=0.001), 10) == 1  # on means at least one row
+    assert replay.count(Replay(share=0.5), 0) == 0
+
+
+def test_the_replay_prompts_are_distinct_and_none_is_a_probe():
+    """The general-regression gate asks tasks/*/probe.jsonl; training on those prompts would
+    let the adapter pass the gate without keeping anything it was not shown."""
+    asked = replay.prompts(300, seed=0)
+    assert len(set(asked)) == 300 and asked == replay.prompts(300, seed=0)
+    probes = {
+        json.loads(line)["prompt"].strip().lower()
+        for path in ROOT.glob("tasks/*/probe.jsonl")
+        for line in path.read_text().splitlines()
+        if line.strip()
+    }
+    assert probes and not probes & {p.lower() for p in asked}
+    with pytest.raises(ValueError, match="distinct replay prompts"):
+        replay.prompts(100_000, seed=0)
+
+
+def write_rows(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def payload(tmp_path: Path, model_dir: Path, share: float, temperature: float = 1.0):
+    return TrainPayload(
+        run_dir=tmp_path / "run",
+        model_dir=model_dir,
+        train=write_rows(tmp_path / "train.jsonl", triage_rows(8)),
+        validation=write_rows(tmp_path / "validation.jsonl", triage_rows(2, seed=1)),
+        options=RecipeOptions(max_seq_len=256, batch_size=4, save_steps=100, evaluations=1),
+        training=Search(
+            search=SearchSpace(
+                rank=[4], alpha=[8], learning_rate={"low": 1e-3, "high": 1e-3}, epochs=[1]
+            ),
+            trials=1,
+            seed=3,
+        ),
+        replay=Replay(share=share, temperature=temperature, max_new_tokens=8),
+    )
+
+
+def test_the_worker_trains_on_the_replay_rows_and_keeps_them_for_a_resume(tmp_path, tiny_model_dir):
+    messages: list[dict] = []
+    result = train(payload(tmp_path, tiny_model_dir, share=0.5), messages.append)
+
+    assert result.examples["train"] == 8 and result.examples["replay"] == 4
+    # 8 task rows + 4 replay rows at batch 4: three steps where the task rows alone take two.
+    assert result.trials[0].total_steps == 3
+    assert [m for m in messages if m["kind"] == "replay"] == [
+        {
+            "kind": "replay",
+            "asked": 4,
+            "kept": 4,
+            "reused": False,
+            "seconds": pytest.approx(0, abs=600),
+        }
+    ]
+    kept = (tmp_path / "run" / replay.FILE).read_text().splitlines()
+    header, rows = json.loads(kept[0]), [json.loads(x) for x in kept[1:]]
+    assert header == {"asked": 4, "seed": 3, "share": 0.5, "temperature": 1.0, "max_new_tokens": 8}
+    assert [r["messages"][0]["content"] for r in rows] == replay.prompts(4, seed=3)
+    # Asked as the evaluator asks its probes: no system prompt, the model's own reply.
+    assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in rows)
+    assert all(r["messages"][1]["content"] for r in rows)
+
+    again, info = replay.for_run(
+        tmp_path / "run", tiny_model_dir, 4, 3, Replay(share=0.5, max_new_tokens=8)
+    )
+    assert info == {"asked": 4, "kept": 4, "reused": True} and again == rows
+
+    # Another replay setting is another set of rows, never the kept one passed off as it.
+    other, info = replay.for_run(
+        tmp_path / "run", tiny_model_dir, 4, 3, Replay(share=0.5, temperature=0.7, max_new_tokens=8)
+    )
+    assert info["reused"] is False and len(other) == 4
+    assert (
+        json.loads((tmp_path / "run" / replay.FILE).read_text().splitlines()[0])["temperature"]
+        == 0.7
+    )
+
+
+def test_without_replay_the_worker_trains_on_the_task_rows_alone(tmp_path, tiny_model_dir):
+    messages: list[dict] = []
+    result = train(payload(tmp_path, tiny_model_dir, share=0.0), messages.append)
+    assert result.examples["replay"] == 0 and result.trials[0].total_steps == 2
+    assert not [m for m in messages if m["kind"] == "replay"]
+    assert not (tmp_path / "run" / replay.FILE).exists()
