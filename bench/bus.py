@@ -4,7 +4,12 @@ Per-message (`subscribe`), batched (`subscribe_batch`) and raw paths on one priv
 and one database, in one run; bench/README.md describes them. The effects table must then hold
 one row per event, or the exit status is 1.
 
-    .venv/bin/python bench/bus.py [--db sqlite|postgres] [--n 2000] [--quick]
+    .venv/bin/python bench/bus.py [--db sqlite|postgres] [--n 2000] [--quick] [--before DIR]
+
+The per-message goal (issue 9: >= 3 x the figure before kernel v2) needs that figure from this
+machine: `--before DIR` names a checkout of the code before it (`git worktree add DIR b1a3a7d`);
+its own bench/bus.py runs first, in the same interpreter and database, and its per-message
+rate is the baseline. Without it the goal is reported as not measured, never as met.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ if str(ROOT) not in sys.path:
 import asyncpg  # noqa: E402
 import nats  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
+from bus_report import BEFORE_COMMIT, measure_before, report  # noqa: E402
 from nats.errors import TimeoutError as NatsTimeout  # noqa: E402
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy  # noqa: E402
 
@@ -50,8 +56,6 @@ STAGE_TXN = 50
 PUBLISH_WINDOW = 50
 FETCH_BATCH = 16  # the raw consumer's fetch size
 BATCH = 256  # the batched consumer's pull size
-# bench/README.md, before the batched path existed (idle 2-core VM, N=1000).
-BEFORE = {"sqlite": 211.1, "postgres": 328.0}
 LABELS = {
     "raw": "raw nats-py (PubAck + explicit ack)",
     "per-message": "per-message (subscribe)",
@@ -252,46 +256,28 @@ async def run(kind: str, n: int) -> dict[str, Result]:
         }
 
 
-def report(kind: str, n: int, results: dict[str, Result]) -> bool:
-    raw = results["raw"]
-    print(f"db={kind}  N={n}  (warm-up {WARMUP} per path, untimed)")
-    print(f"{'path':<38}{'seconds':>9}{'per second':>12}{'/ raw':>8}{'effects':>9}{'dupes':>7}")
-    ok = True
-    for key, res in results.items():
-        ratio = raw.seconds / res.seconds
-        line = f"{LABELS[key]:<38}{res.seconds:>9.3f}{n / res.seconds:>12.1f}{ratio:>8.3f}"
-        if key != "raw":
-            line += f"{res.effects:>9}{res.effects - res.distinct:>7}"
-            if res.effects != WARMUP + n or res.distinct != WARMUP + n:
-                ok = False
-                line += f"  EXPECTED {WARMUP + n} distinct effects"
-        print(line)
-    batched = raw.seconds / results["batched"].seconds
-    times = n / results["per-message"].seconds / BEFORE[kind]
-    before = f"per-message >= 3 x {BEFORE[kind]}/s (bench/README.md before)"
-    for goal, value, met in (
-        ("batched >= 0.5 x raw", f"{batched:.3f} x raw", batched >= 0.5),
-        (before, f"{times:.2f} x", times >= 3),
-    ):
-        print(f"goal {goal}: {value}, {'met' if met else 'NOT met'}")
-    return ok
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--n", type=int, default=2000, help="timed messages per path")
     parser.add_argument("--quick", action="store_true", help="smoke run: N=300")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help=f"a checkout of {BEFORE_COMMIT} (the code before kernel v2): its per-message rate, "
+        "measured first in this run, is the per-message goal's baseline",
+    )
     args = parser.parse_args()
     n = 300 if args.quick else args.n
     if n < 1:
         parser.error("--n must be at least 1")
     try:
+        before = measure_before(args.before, args.db, n) if args.before else None
         results = asyncio.run(run(args.db, n))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("interrupted; cleaned up", file=sys.stderr)
         return 130
-    return 0 if report(args.db, n, results) else 1
+    return 0 if report(args.db, n, results, before, LABELS, WARMUP) else 1
 
 
 if __name__ == "__main__":
