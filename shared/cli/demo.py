@@ -26,7 +26,6 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import typer
-import yaml
 from sqlalchemy import select
 
 from shared.artifacts import LocalArtifactStore
@@ -37,54 +36,13 @@ from shared.runtime.registry import RegistryError, discover
 
 from .common import fail, stdout
 from .cycle import show_cycle
+from .demo_task import DEFAULT_STUDENT, PACK, STUDENTS, write_demo_task
 from .embedded import EmbeddedRuntime, StartupError
 from .up import make_announcer
 
-PACK = Path(__file__).resolve().parents[2] / "tasks" / "ticket-triage"
-# Small enough for two CPU cores in minutes; the full pack is for real runs.
-DEMO_SIZES: dict[str, Any] = {
-    "synthesis": {"examples": 96, "self_consistency": 1},
-    # The trainer splits a batch into micro-batches that fit the free memory (trainer/memory.py).
-    "training": {
-        "trials": 1,
-        "batch_size": 8,
-        "gradient_accumulation_steps": 1,
-        "search": {"rank": [8], "alpha": [16], "epochs": [1]},
-    },
-    # One pass: the verdict ends the demo (tests/e2e proves the iteration loop). Latency is
-    # gated against the stand-in teacher's simulated GPT-4o latency (teacher.py) as well as
-    # the absolute P95 budget.
-    "thresholds": {"max_iterations": 1},
-    "curation": {"review_share": 0.0},
-}
-# Evaluating SmolLM2 on a CPU costs ~10-20 s per example (700-token prompts), for base and
-# student; 16 rows still cover every use case.
-DEMO_GOLDEN_ROWS = 16
 # The demo's last stage: a passing adapter is quantized and one serving form chosen (the
 # rollout that follows is `distillery up` and tests/e2e/test_rollout.py), or the cycle ends.
 FINAL = ("distillery.cycle.failed.v1", "distillery.variant.selected.v1")
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
-def write_demo_task(pack: Path, dest: Path, teacher_url: str) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("schema.json", "probe.jsonl", "general.txt"):
-        shutil.copy(pack / name, dest / name)
-    golden = (pack / "golden.jsonl").read_text(encoding="utf-8").splitlines()
-    (dest / "golden.jsonl").write_text("\n".join(golden[:DEMO_GOLDEN_ROWS]) + "\n")
-    spec = _merge(yaml.safe_load((pack / "spec.yaml").read_text()), DEMO_SIZES)
-    spec["teacher"].update(base_url=teacher_url, model="stand-in-teacher")
-    path = dest / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
-    return path
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -212,10 +170,20 @@ def demo(
     timeout: Annotated[
         float, typer.Option(help="Give up following the cycle after this many seconds.")
     ] = 3600.0,
+    student: Annotated[
+        str,
+        typer.Option(
+            help=f"The student model: {', '.join(STUDENTS)}. The default shows the loop in "
+            "minutes and fails its quality gate; gemma-3-270m is sized to pass (about 40 min)."
+        ),
+    ] = DEFAULT_STUDENT,
 ) -> None:
     """Run one improvement cycle of the demo task through every service, then shut down."""
     console = stdout()
     announce = make_announcer(console)
+    if student not in STUDENTS:
+        raise fail(f"--student {student!r}: one of {', '.join(STUDENTS)}")
+    profile = STUDENTS[student]
     if not (PACK / "spec.yaml").exists():
         raise fail(f"the demo task pack is not at {PACK}; run the demo from a source checkout")
     try:
@@ -246,9 +214,9 @@ def demo(
         supervisor.start()
         teacher, teacher_url = start_teacher(PACK, rt.log_dir / "stand-in-teacher.log")
         announce(f"stand-in teacher {teacher_url} (scripted answers, not a model; see README)")
-        announce("importing the student base model (SmolLM2-135M-Instruct from its GGUF) ...")
-        _cli(rt.home, "models", "import")
-        spec = write_demo_task(PACK, rt.home / "demo-task", teacher_url)
+        announce(f"importing the student base model ({profile.label} from its GGUF) ...")
+        _cli(rt.home, "models", "import", "--name", student)
+        spec = write_demo_task(PACK, rt.home / "demo-task", teacher_url, student)
         applied = _cli(rt.home, "task", "apply", str(spec))
         announce(applied.stdout.strip().splitlines()[0])
         cycle_id = UUID(_cli(rt.home, "cycle", "start", "ticket-triage").stdout.strip())

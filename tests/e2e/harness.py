@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 from sqlalchemy import select
 
-from shared.cli.demo import write_demo_task
+from shared.cli.demo_task import write_demo_task
 from shared.db import Database, OutboxRow
 from shared.events.catalog import CycleFailed, DeadLettered
 from shared.runtime.natsd import free_port

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 
-from shared.cli.demo import DEMO_GOLDEN_ROWS, PACK, describe, write_demo_task
+from shared.cli.demo import describe
+from shared.cli.demo_task import DEMO_GOLDEN_ROWS, PACK, STUDENTS, write_demo_task
 from shared.tasks import load_spec
 
 
@@ -23,6 +24,22 @@ def test_demo_task_is_a_valid_spec_sized_for_a_cpu(tmp_path):
     golden = (tmp_path / "task" / "golden.jsonl").read_text().splitlines()
     assert len(golden) == DEMO_GOLDEN_ROWS
     assert {json.loads(line)["use_case"] for line in golden} >= {u.name for u in spec.use_cases}
+
+
+def test_the_gemma_demo_is_sized_as_the_bench_measured_it_and_evaluates_on_64_rows(tmp_path):
+    path = write_demo_task(PACK, tmp_path / "task", "http://127.0.0.1:9/v1", "gemma-3-270m")
+    spec = load_spec(path)
+    assert spec.student.base_model == "gemma-3-270m"
+    assert spec.synthesis.examples == 2000 and spec.training.trials == 1
+    search = spec.training.search
+    assert (search.rank, search.alpha, search.epochs) == ([16], [32], [2])
+    assert search.learning_rate.low == search.learning_rate.high == 4e-4
+    # The spec's own replay share survives the sizing: the general-regression gate needs it.
+    assert spec.training.replay.share == 0.15
+    # Never by lowering the quality bar.
+    assert spec.thresholds.min_quality_vs_teacher >= 0.85
+    golden = (tmp_path / "task" / "golden.jsonl").read_text().splitlines()
+    assert len(golden) == STUDENTS["gemma-3-270m"].golden_rows == 64
 
 
 def test_events_are_described_for_a_reader():
