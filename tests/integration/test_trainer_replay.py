@@ -72,15 +72,10 @@ def test_the_worker_trains_on_the_replay_rows_and_keeps_them_for_a_resume(tmp_pa
     assert result.examples["train"] == 8 and result.examples["replay"] == 4
     # 8 task rows + 4 replay rows at batch 4: three steps where the task rows alone take two.
     assert result.trials[0].total_steps == 3
-    assert [m for m in messages if m["kind"] == "replay"] == [
-        {
-            "kind": "replay",
-            "asked": 4,
-            "kept": 4,
-            "reused": False,
-            "seconds": pytest.approx(0, abs=600),
-        }
-    ]
+    (made,) = [m for m in messages if m["kind"] == "replay"]
+    assert made["asked"] == made["kept"] == 4 and made["reused"] is False
+    # Which path the base answered on is recorded: bf16 only where the CPU does it natively.
+    assert (made["device"], made["dtype"]) == replay.placement()
     kept = (tmp_path / "run" / replay.FILE).read_text().splitlines()
     header, rows = json.loads(kept[0]), [json.loads(x) for x in kept[1:]]
     assert header == {"asked": 4, "seed": 3, "share": 0.5, "temperature": 1.0, "max_new_tokens": 8}

@@ -93,17 +93,39 @@ def count(replay: Replay, train_rows: int) -> int:
     return max(1, round(replay.share * train_rows))
 
 
-def rows(model_dir: Path, n: int, seed: int, replay: Replay) -> list[dict[str, Any]]:
+def placement() -> tuple[str, str]:
+    """Where the base answers: (device, dtype). bf16 only where the hardware does it natively
+    (on a CPU without AMX or AVX512-BF16 it is emulated and several times slower)."""
+    import torch
+
+    from shared.models.hardware import cpu_has_bf16
+
+    if torch.cuda.is_available():
+        return "cuda", "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "cpu", "bf16" if cpu_has_bf16() else "fp32"
+
+
+def rows(
+    model_dir: Path, n: int, seed: int, replay: Replay, where: tuple[str, str] = ("cpu", "fp32")
+) -> list[dict[str, Any]]:
     """n training rows whose answers are the base model's replies, asked as the evaluator asks
     its probes: no system prompt, the model's own chat template. A prompt the base answers
     with nothing is left out (there is nothing to preserve)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    device, dtype = where
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    model = AutoModelForCausalLM.from_pretrained(
-        str(model_dir), dtype=torch.float32, use_safetensors=True, trust_remote_code=False
-    ).eval()
+    model = (
+        AutoModelForCausalLM.from_pretrained(
+            str(model_dir),
+            dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype, torch.float32),
+            use_safetensors=True,
+            trust_remote_code=False,
+        )
+        .to(device)
+        .eval()
+    )
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
@@ -122,7 +144,7 @@ def rows(model_dir: Path, n: int, seed: int, replay: Replay) -> list[dict[str, A
             return_tensors="pt",
             padding=True,
             add_special_tokens=False,
-        )
+        ).to(device)
         with torch.inference_mode():
             out = model.generate(
                 **batch,
@@ -163,10 +185,19 @@ def for_run(
         if kept and kept[0] == header:
             return kept[1:], {"asked": n, "kept": len(kept) - 1, "reused": True}
     started = time.perf_counter()
-    made = rows(model_dir, n, seed, replay)
+    where = placement()
+    made = rows(model_dir, n, seed, replay, where)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{FILE}.tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in [header, *made]), encoding="utf-8")
     os.replace(tmp, path)  # whole or absent: a kill mid-write leaves no half a file
     seconds = round(time.perf_counter() - started, 1)
-    return made, {"asked": n, "kept": len(made), "reused": False, "seconds": seconds}
+    device, dtype = where
+    return made, {
+        "asked": n,
+        "kept": len(made),
+        "reused": False,
+        "seconds": seconds,
+        "device": device,
+        "dtype": dtype,
+    }
