@@ -182,7 +182,22 @@ def test_regression_beside_quality_ends_the_cycle():
     d = decide(gates(student=0.5, regression=0.2), 1)
     assert d.outcome == "failed"
     assert "more training data cannot fix general_regression" in (d.reason or "")
-    assert "training.replay.share" in (d.reason or "")
+    assert "set the spec's training.replay.share, e.g. to 0.15" in (d.reason or "")
+
+
+def test_a_regression_despite_replay_does_not_advise_the_share_already_set():
+    d = domain.decide(
+        gates(student=0.9, regression=0.3),
+        student={"it": 1.0},
+        teacher={"it": 1.0},
+        ratio=0.85,
+        iteration=1,
+        max_iterations=T.max_iterations,
+        replay_share=0.15,
+    )
+    assert d.outcome == "failed"
+    assert "training.replay.share 0.15 did not keep them" in (d.reason or "")
+    assert "e.g. to 0.15" not in (d.reason or "")
 
 
 def test_relative_gates_are_student_over_teacher():

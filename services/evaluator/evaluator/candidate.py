@@ -145,6 +145,7 @@ def verdict(
         ratio=spec.thresholds.min_quality_vs_teacher,
         iteration=event.iteration,
         max_iterations=spec.thresholds.max_iterations,
+        replay_share=spec.training.replay.share,
     )
     versus = vs_teacher(metric, student_q, teacher_q, speed)
     flat = flat_metrics(sections, "candidate", metric) | vs_teacher_metrics(versus)

@@ -47,12 +47,21 @@ COST_VS_TEACHER = "cost_vs_teacher"
 RETENTION = "quant_retention"
 PER_REQUEST = frozenset({"single", "concurrent"})
 DATA_CANNOT_FIX = frozenset({REGRESSION, LATENCY, LATENCY_VS_TEACHER, COST_VS_TEACHER})
-# What does fix it, measured (bench/README.md, learn.py): the base's own general answers mixed
+# What fixed it for SmolLM2 (bench/README.md, learn.py): the base's own general answers mixed
 # into training kept 17 of its 17 right probes where task rows alone kept 1.
-REPLAY_HINT = (
-    " (replaying the base model's own general answers keeps them: raise the spec's "
-    "training.replay.share, e.g. to 0.15)"
-)
+
+
+def replay_hint(share: float) -> str:
+    if share <= 0:
+        return (
+            " (replaying the base model's own general answers keeps them: set the spec's "
+            "training.replay.share, e.g. to 0.15)"
+        )
+    return (
+        f" (training.replay.share {share:g} did not keep them: a larger share, or fewer "
+        "training steps)"
+    )
+
 
 NOT_MEASURED = "not measured"
 TEACHER_TOO_WEAK = "teacher too weak for this task"
@@ -250,6 +259,7 @@ def decide(
     ratio: float,
     iteration: int,
     max_iterations: int,
+    replay_share: float = 0.0,
 ) -> Decision:
     failed = [g for g in gates if not g.passed]
     weak = [g for g in failed if g.name == TEACHER and not not_measured(g)]
@@ -271,7 +281,7 @@ def decide(
         )
     stuck = [g.name for g in failed if g.name in DATA_CANNOT_FIX]
     if stuck:
-        hint = REPLAY_HINT if REGRESSION in stuck else ""
+        hint = replay_hint(replay_share) if REGRESSION in stuck else ""
         return Decision(
             "failed",
             below,
