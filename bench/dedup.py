@@ -56,7 +56,7 @@ from datasketch import MinHash, MinHashLSH  # noqa: E402
 
 from curation.dedup import MinHashParams, bands, near_duplicates, permutations  # noqa: E402
 from curation.normalize import word_tokens  # noqa: E402
-from shared.tasks.spec import Curation  # noqa: E402
+from shared.tasks.sections import Curation  # noqa: E402
 
 NUM_PERM = 128
 Doc = tuple[str, int, str]

@@ -170,7 +170,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from shared.tasks.load import load_spec
-    from shared.tasks.spec import Replay
+    from shared.tasks.sections import Replay
     from trainer import replay
 
     spec = load_spec(PACK / "spec.yaml")

@@ -25,7 +25,7 @@ from shared.artifacts import AsyncArtifactStore, LocalArtifactStore
 from shared.db import Database, OutboxRow
 from shared.events import CycleFailed, FeedbackRecorded, TrafficLogged
 from shared.events.catalog import CycleRequested, FeedbackDatasetPublished
-from shared.tasks.spec import Monitoring
+from shared.tasks.sections import Monitoring
 from tests.fixtures.datasets import StoredDataset, make_spec
 
 TASK = "support"

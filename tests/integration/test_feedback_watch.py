@@ -21,7 +21,7 @@ from shared.artifacts import AsyncArtifactStore, LocalArtifactStore
 from shared.db import Database
 from shared.events import DatasetPublished, FeedbackRecorded, TrafficLogged
 from shared.events.catalog import CycleRequested, DriftDetected
-from shared.tasks.spec import Monitoring
+from shared.tasks.sections import Monitoring
 from tests.fixtures.datasets import make_spec
 
 PACK = Path(__file__).resolve().parents[2] / "tasks" / "ticket-triage"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.tasks.spec import Replay, SearchSpace, Training
+from shared.tasks.sections import Replay, SearchSpace, Training
 from tests.fixtures.datasets import triage_rows
 from trainer import replay
 from trainer.ml import RecipeOptions

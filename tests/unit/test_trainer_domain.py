@@ -134,7 +134,7 @@ def test_best_trial_is_the_lowest_finite_completed_validation_loss():
 
 
 def test_baseline_is_the_first_choices_and_the_geometric_middle_of_the_range():
-    from shared.tasks.spec import SearchSpace
+    from shared.tasks.sections import SearchSpace
 
     params = baseline_params(SearchSpace.model_validate(SPACE))
     assert params == {"rank": 4, "alpha": 8, "learning_rate": math.sqrt(1e-4 * 1e-3), "epochs": 1}

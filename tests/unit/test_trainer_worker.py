@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from shared.runtime.worker import _payload_model
-from shared.tasks.spec import SearchSpace
+from shared.tasks.sections import SearchSpace
 from trainer.domain import TrialRecord
 from trainer.ml import RecipeOptions
 from trainer.worker import Search, TrainPayload, TrainResult, train

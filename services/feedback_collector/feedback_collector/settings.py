@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.tasks.spec import Monitoring
+from shared.tasks.sections import Monitoring
 
 NAME = "feedback-collector"
 

@@ -11,7 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from shared.tasks.spec import SearchSpace, TaskSpec
+from shared.tasks.sections import SearchSpace
+from shared.tasks.spec import TaskSpec
 
 RUN_NS = uuid.UUID("6f1d7c1e-2a0b-4f43-9d5e-0b7f5d3c8a21")
 REPORT_FORMAT = "distillery.training-report.v1"

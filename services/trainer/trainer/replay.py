@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shared.tasks.spec import Replay
+from shared.tasks.sections import Replay
 
 FILE = "replay.jsonl"
 BATCH = 16

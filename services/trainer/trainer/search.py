@@ -64,7 +64,7 @@ def search(
     from optuna.pruners import MedianPruner
     from optuna.samplers import TPESampler
 
-    from shared.tasks.spec import SearchSpace
+    from shared.tasks.sections import SearchSpace
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     dists = distributions(space)

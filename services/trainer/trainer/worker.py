@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.bus import PermanentError
-from shared.tasks.spec import Replay, SearchSpace
+from shared.tasks.sections import Replay, SearchSpace
 
 from .data import DatasetError, read_rows
 from .domain import TrialRecord, best_trial
