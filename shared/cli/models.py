@@ -94,7 +94,10 @@ def import_(
             else:
                 if gguf is None:
                     name = name or importer.DEFAULT_NAME
-                    path = importer.packaged_gguf(name, Path(joined.name))
+                    # A packaged model's own name picks it; any other name is SmolLM2's, as
+                    # it always was.
+                    packaged = name if name in importer.PACKAGED else importer.DEFAULT_NAME
+                    path = importer.packaged_gguf(packaged, Path(joined.name))
                 else:
                     path, name = gguf, name or gguf.stem
                 source = f"gguf:{path.name}"
