@@ -47,11 +47,11 @@ COST_VS_TEACHER = "cost_vs_teacher"
 RETENTION = "quant_retention"
 PER_REQUEST = frozenset({"single", "concurrent"})
 DATA_CANNOT_FIX = frozenset({REGRESSION, LATENCY, LATENCY_VS_TEACHER, COST_VS_TEACHER})
-# What fixed it for SmolLM2 (bench/README.md, learn.py): the base's own general answers mixed
-# into training kept 17 of its 17 right probes where task rows alone kept 1.
 
 
 def replay_hint(share: float) -> str:
+    # What fixed it for SmolLM2 (bench/README.md, learn.py): the base's own general answers
+    # mixed into training kept 17 of its 17 right probes where task rows alone kept 1.
     if share <= 0:
         return (
             " (replaying the base model's own general answers keeps them: set the spec's "
