@@ -167,6 +167,13 @@ def main() -> None:
         help="the base's replies are sampled at this temperature (the spec's "
         "training.replay.temperature); 1.0 draws from its whole distribution",
     )
+    parser.add_argument(
+        "--replay-text",
+        type=int,
+        default=0,
+        help="add this many plain-text rows: the base's own continuations of short openers, "
+        "trained on every token (the spec's training.replay.text_share)",
+    )
     args = parser.parse_args()
 
     from shared.tasks.load import load_spec
@@ -195,15 +202,17 @@ def main() -> None:
         )
         show("base", evaluate(model_dir, None, spec, golden, 16), {})
         base_general = general(model_dir, None, spec)
-        replayed = (
-            replay.rows(
-                model_dir, args.replay, args.seed, Replay(temperature=args.replay_temperature)
+        replayed = []
+        if args.replay or args.replay_text:
+            setting = Replay(temperature=args.replay_temperature)
+            base, tokenizer = replay.load(model_dir, replay.placement())
+            replayed = replay.rows(base, tokenizer, args.replay, args.seed, setting)
+            replayed += replay.text_rows(base, tokenizer, args.replay_text, args.seed, setting)
+            del base
+            print(
+                f"replay: {len(replayed)} rows of the base's own general answers and text",
+                flush=True,
             )
-            if args.replay
-            else []
-        )
-        if replayed:
-            print(f"replay: {len(replayed)} rows of the base's own general answers", flush=True)
         for n in (int(x) for x in args.examples.split(",")):
             rows = training_rows(n, spec.student_prompt, args.seed)
             adapter, stats = train(model_dir, rows + replayed, args, work / f"n{n}")

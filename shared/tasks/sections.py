@@ -51,6 +51,15 @@ class Replay(Spec):
         "distribution; greedy replies sharpen it and raise general perplexity)",
     )
     max_new_tokens: int = Field(default=128, ge=8, le=1024)
+    text_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="plain-text rows per training row: the base's own continuations of short "
+        "openers, no chat template, trained under the language-model loss on every token. "
+        "Chat replies keep a chat model's general skills; a pretrained base's general text "
+        "lies outside any chat template, and these keep its perplexity there",
+    )
 
 
 class Training(Spec):

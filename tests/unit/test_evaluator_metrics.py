@@ -10,6 +10,8 @@ import pytest
 from evaluator.confusions import FieldConfusion, error_patterns
 from evaluator.data import DataError, GoldenRow, ProbeRow, parse_jsonl
 from evaluator.metrics import (
+    PROBE_POWER,
+    ProbePairs,
     general_regression,
     judge_agreement,
     parse_reply,
@@ -17,6 +19,7 @@ from evaluator.metrics import (
     primary,
     probe_accuracy,
     probe_correct,
+    probe_pairs,
     score_example,
     task_metrics,
 )
@@ -148,21 +151,60 @@ def test_probe_answer_must_appear_on_word_boundaries():
     assert probe_accuracy({}, []) is None
 
 
-def test_general_regression_takes_the_worst_relative_drop():
-    reg = general_regression(
-        candidate_probe=0.6, base_probe=0.8, candidate_ppl=math.e**2.2, base_ppl=math.e**2.0
-    )
-    assert reg["probe"] == pytest.approx(0.25)
+def test_general_regression_takes_the_worst_gated_drop():
+    lost_all = ProbePairs(base_right=8, lost=8, won=0)  # p = 1/256: beyond chance
+    reg = general_regression(probes=lost_all, candidate_ppl=math.e**2.2, base_ppl=math.e**2.0)
+    assert reg["probe"] == pytest.approx(1.0)
+    assert reg["probe_p_value"] == pytest.approx(1 / 256)
+    assert reg["probe_gated"] == pytest.approx(1.0)
     assert reg["perplexity"] == pytest.approx(0.1)
-    assert reg["worst"] == pytest.approx(0.25)
+    assert reg["worst"] == pytest.approx(1.0)
     improved = general_regression(
-        candidate_probe=0.9, base_probe=0.8, candidate_ppl=None, base_ppl=None
+        probes=ProbePairs(base_right=8, lost=0, won=1), candidate_ppl=None, base_ppl=None
     )
     assert improved["worst"] == pytest.approx(-0.125)
     nothing = general_regression(
-        candidate_probe=0.0, base_probe=0.0, candidate_ppl=None, base_ppl=None
+        probes=ProbePairs(base_right=0, lost=0, won=0), candidate_ppl=None, base_ppl=None
     )
-    assert nothing == {"probe": None, "perplexity": None, "worst": None}
+    assert nothing["probe"] is None and nothing["worst"] is None
+
+
+def test_one_probe_lost_of_seventeen_is_chance_not_a_regression():
+    """The default demo's case: 17 probes right before, 16 after, perplexity held."""
+    reg = general_regression(
+        probes=ProbePairs(base_right=17, lost=1, won=0), candidate_ppl=100.4, base_ppl=100.0
+    )
+    assert reg["probe"] == pytest.approx(1 / 17)
+    assert reg["probe_p_value"] == pytest.approx(0.5)
+    assert reg["probe_gated"] == 0.0
+    assert reg["worst"] == pytest.approx(reg["perplexity"])
+    assert reg["worst"] < 0.01
+    # Six lost and none won is beyond chance (p = 1/64) and is gated as the drop it is.
+    real = general_regression(
+        probes=ProbePairs(base_right=17, lost=6, won=0), candidate_ppl=100.4, base_ppl=100.0
+    )
+    assert real["worst"] == pytest.approx(6 / 17)
+
+
+def test_a_base_that_answers_too_few_probes_leaves_them_ungated():
+    # Losing all 3 is p = 1/8: no outcome of 3 probes is beyond chance, so they measure nothing.
+    few = ProbePairs(base_right=3, lost=3, won=0)
+    assert general_regression(probes=few, candidate_ppl=None, base_ppl=None)["worst"] is None
+    with_text = general_regression(probes=few, candidate_ppl=math.e**2.1, base_ppl=math.e**2.0)
+    assert with_text["probe_gated"] is None
+    assert with_text["worst"] == pytest.approx(0.05)
+    assert PROBE_POWER == 5
+
+
+def test_probe_pairs_count_changes_per_probe():
+    probes = [
+        ProbeRow(id=str(i), kind="fact", prompt="?", answer=a)
+        for i, a in enumerate(["Paris", "4", "blue"])
+    ]
+    base = {"0": "Paris", "1": "4", "2": "red"}
+    candidate = {"0": "Paris", "1": "five", "2": "blue"}
+    assert probe_pairs(base, candidate, probes) == ProbePairs(base_right=2, lost=1, won=1)
+    assert probe_pairs(base, candidate, []) is None
 
 
 def test_percentile_interpolates_like_numpy():

@@ -29,7 +29,7 @@ from .assemble import (
 )
 from .confusions import error_patterns
 from .inputs import Inputs
-from .metrics import general_regression, judge_agreement, score_example
+from .metrics import general_regression, judge_agreement, probe_pairs, score_example
 from .outcome import Verdict
 
 # Enough for synth-data to aim at a field's main confusions; the full counts are in no event.
@@ -113,8 +113,9 @@ def verdict(
         ),
     }
     regression = general_regression(
-        candidate_probe=sections["candidate"]["general"]["probe_accuracy"],
-        base_probe=sections["base"]["general"]["probe_accuracy"],
+        probes=probe_pairs(
+            base.get("probe_replies", {}), candidate.get("probe_replies", {}), inputs.probes
+        ),
         candidate_ppl=candidate.get("perplexity"),
         base_ppl=base.get("perplexity"),
     )

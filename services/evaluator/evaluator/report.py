@@ -84,7 +84,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             )
     reg = report.get("general_regression") or {}
     lines.append(
-        f"- regression: probe {_fmt(reg.get('probe'))}, cross-entropy {_fmt(reg.get('perplexity'))}"
+        f"- regression: probe {_fmt(reg.get('probe'))} ({_probe_test(reg)}), "
+        f"cross-entropy {_fmt(reg.get('perplexity'))}"
     )
     lines += ["", "## Latency (ms)", "", report["latency_note"], ""]
     lines += ["| model | basis | n | P50 | P95 |", "|---|---|---|---|---|"]
@@ -219,3 +220,12 @@ async def store_report(artifacts: AsyncArtifactStore, report: dict[str, Any]) ->
         refs[name] = await artifacts.put_bytes(png, media_type="image/png")
     body = {**report, "artifacts": {k: v.model_dump(mode="json") for k, v in refs.items()}}
     return await artifacts.put_bytes(_dumps(body), media_type="application/json")
+
+
+def _probe_test(reg: dict) -> str:
+    if reg.get("probe_lost") is None:
+        return "no probes"
+    told = f"lost {reg['probe_lost']}, won {reg['probe_won']}, p {_fmt(reg.get('probe_p_value'))}"
+    if reg.get("probe_gated") is None:
+        return f"{told}; the base answers too few for any loss to show, not gated"
+    return f"{told}; gated as {_fmt(reg['probe_gated'])}"

@@ -108,10 +108,27 @@ class EncodedSet:
         return sum(len(e.input_ids) for e in self.examples)
 
 
+def encode_text(tokenizer: Any, text: str, max_len: int) -> Encoded | None:
+    """Plain text under the language-model loss: every token learned but the special ones the
+    tokenizer adds (a BOS is context, not something to predict)."""
+    enc = tokenizer(text, add_special_tokens=True, return_special_tokens_mask=True)
+    ids: list[int] = list(enc["input_ids"])[:max_len]
+    special = list(enc["special_tokens_mask"])[:max_len]
+    labels = [IGNORE_INDEX if s else t for t, s in zip(ids, special, strict=True)]
+    if sum(label != IGNORE_INDEX for label in labels) < 2:
+        return None
+    return Encoded(ids, labels)
+
+
 def encode_rows(tokenizer: Any, rows: Iterable[dict[str, Any]], max_len: int) -> EncodedSet:
+    """Chat rows (`messages`) with loss on the assistant's turns; replay's plain-text rows
+    (`text`) with loss on every token."""
     examples, dropped = [], 0
     for row in rows:
-        encoded = encode(tokenizer, row["messages"], max_len)
+        if "text" in row:
+            encoded = encode_text(tokenizer, row["text"], max_len)
+        else:
+            encoded = encode(tokenizer, row["messages"], max_len)
         if encoded is None:
             dropped += 1
         else:

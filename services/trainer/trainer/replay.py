@@ -13,6 +13,13 @@ arithmetic, unit conversions, capitals and letter games): describing, defining, 
 rewriting and short writing, over words the probes do not use. So the general-regression
 gate still measures whether the preservation carries over to prompts it was not trained on.
 
+A chat row keeps what the base does inside its chat template. A pretrained base that was
+never chat-tuned (Gemma 3 270M) does its general work outside any template, as plain text,
+and chat rows alone left its general-text perplexity 199 -> 373 (+11.8 % cross-entropy, the
+stop-20 Gemma demo). Plain-text rows (`text_share`) are the base's own continuations of short
+openers, trained under the language-model loss on every token: the same self-distillation,
+on the distribution the perplexity gate measures, from text the gate never scores.
+
 The rows are made once per run, in the worker, and kept in the run folder (`replay.jsonl`):
 a resumed trial on the same machine trains on the same rows. On a fresh machine they are
 sampled again from the same seed; the count and prompts are the same, the replies may
@@ -75,7 +82,7 @@ def prompts(n: int, seed: int) -> list[str]:
     out: dict[str, None] = {}
     for _ in range(n * 50):
         if len(out) == n:
-            return list(out)
+            break
         text = rng.choice(TEMPLATES).format(
             noun=rng.choice(NOUNS),
             adj=rng.choice(ADJECTIVES),
@@ -83,14 +90,55 @@ def prompts(n: int, seed: int) -> list[str]:
             animal=rng.choice(ANIMALS),
         )
         out[text] = None
-    raise ValueError(f"only {len(out)} distinct replay prompts, {n} asked")
+    if len(out) < n:
+        raise ValueError(f"only {len(out)} distinct replay prompts, {n} asked")
+    return list(out)
 
 
-def count(replay: Replay, train_rows: int) -> int:
-    """Replay rows for a training set of `train_rows` task rows (at least one when on)."""
-    if replay.share <= 0 or train_rows <= 0:
+OPENERS = (
+    "The {noun}",
+    "A {adj} {animal}",
+    "In the {place},",
+    "Most people who own a {noun}",
+    "When the {place} opened",
+    "Every {animal}",
+    "It was a {adj} morning",
+    "Nobody expected the {noun}",
+    "Behind the {place} there",
+    "My grandmother kept a {noun}",
+    "The {adj} {noun}",
+    "A {place} with a {noun}",
+    "Yesterday a {animal} walked into the {place}",
+    "Beyond the {adj} {place}",
+)
+
+
+def openers(n: int, seed: int) -> list[str]:
+    """n distinct openings of plain text for the base to continue."""
+    rng = random.Random(f"text/{seed}")  # noqa: S311 (a reproducible draw, not a secret)
+    out: dict[str, None] = {}
+    for _ in range(n * 50):
+        if len(out) == n:
+            break
+        text = rng.choice(OPENERS).format(
+            noun=rng.choice(NOUNS),
+            adj=rng.choice(ADJECTIVES),
+            place=rng.choice(PLACES),
+            animal=rng.choice(ANIMALS),
+        )
+        out[text] = None
+    if len(out) < n:
+        raise ValueError(f"only {len(out)} distinct replay openers, {n} asked")
+    return list(out)
+
+
+def count(replay: Replay, train_rows: int, share: float | None = None) -> int:
+    """Replay rows for a training set of `train_rows` task rows (at least one when on);
+    `share` defaults to the chat rows' share."""
+    share = replay.share if share is None else share
+    if share <= 0 or train_rows <= 0:
         return 0
-    return max(1, round(replay.share * train_rows))
+    return max(1, round(share * train_rows))
 
 
 def placement() -> tuple[str, str]:
@@ -105,12 +153,7 @@ def placement() -> tuple[str, str]:
     return "cpu", "bf16" if cpu_has_bf16() else "fp32"
 
 
-def rows(
-    model_dir: Path, n: int, seed: int, replay: Replay, where: tuple[str, str] = ("cpu", "fp32")
-) -> list[dict[str, Any]]:
-    """n training rows whose answers are the base model's replies, asked as the evaluator asks
-    its probes: no system prompt, the model's own chat template. A prompt the base answers
-    with nothing is left out (there is nothing to preserve)."""
+def load(model_dir: Path, where: tuple[str, str]) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -129,24 +172,26 @@ def rows(
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    asked = prompts(n, seed)
-    chats = [
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
-        )
-        for p in asked
-    ]
+    return model, tokenizer
+
+
+def _continue(
+    model: Any, tokenizer: Any, texts: list[str], replay: Replay, seed: int, *, special: bool
+) -> list[str]:
+    """The base's sampled continuation of each text, from its whole distribution."""
+    import torch
+
     torch.manual_seed(seed)
-    replies: list[str] = []
-    for start in range(0, len(chats), BATCH):
+    out: list[str] = []
+    for start in range(0, len(texts), BATCH):
         batch = tokenizer(
-            chats[start : start + BATCH],
+            texts[start : start + BATCH],
             return_tensors="pt",
             padding=True,
-            add_special_tokens=False,
-        ).to(device)
+            add_special_tokens=special,
+        ).to(model.device)
         with torch.inference_mode():
-            out = model.generate(
+            made = model.generate(
                 **batch,
                 do_sample=True,
                 temperature=replay.temperature,
@@ -156,7 +201,22 @@ def rows(
                 pad_token_id=tokenizer.pad_token_id,
             )
         width = batch["input_ids"].shape[1]
-        replies += tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+        out += tokenizer.batch_decode(made[:, width:], skip_special_tokens=True)
+    return out
+
+
+def rows(model: Any, tokenizer: Any, n: int, seed: int, replay: Replay) -> list[dict[str, Any]]:
+    """n training rows whose answers are the base model's replies, asked as the evaluator asks
+    its probes: no system prompt, the model's own chat template. A prompt the base answers
+    with nothing is left out (there is nothing to preserve)."""
+    asked = prompts(n, seed)
+    chats = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+        )
+        for p in asked
+    ]
+    replies = _continue(model, tokenizer, chats, replay, seed, special=False)
     return [
         {
             "id": f"replay-{i:04d}",
@@ -172,21 +232,40 @@ def rows(
     ]
 
 
+def text_rows(
+    model: Any, tokenizer: Any, n: int, seed: int, replay: Replay
+) -> list[dict[str, Any]]:
+    """n plain-text rows: an opener and the base's own continuation of it, with the
+    tokenizer's usual special tokens (a BOS where the model has one), as pretraining saw."""
+    opened = openers(n, seed)
+    made = _continue(model, tokenizer, opened, replay, seed, special=True)
+    return [
+        {"id": f"replay-text-{i:04d}", "use_case": "replay", "negative": False, "text": o + c}
+        for i, (o, c) in enumerate(zip(opened, made, strict=True))
+        if c.strip()
+    ]
+
+
 def for_run(
-    run_dir: Path, model_dir: Path, n: int, seed: int, replay: Replay
+    run_dir: Path, model_dir: Path, counts: tuple[int, int], seed: int, replay: Replay
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The run's replay rows, made once and kept in the run folder; and what was done."""
+    """The run's replay rows (chat, then plain text), made once and kept in the run folder;
+    and what was done."""
     path = run_dir / FILE
-    if n <= 0:
+    chat, text = counts
+    if chat + text <= 0:
         return [], {"asked": 0}
-    header = {"asked": n, "seed": seed, **replay.model_dump()}
+    counted = {"asked": chat, "asked_text": text}
+    header = {**counted, "seed": seed, **replay.model_dump()}
     if path.exists():
         kept = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
         if kept and kept[0] == header:
-            return kept[1:], {"asked": n, "kept": len(kept) - 1, "reused": True}
+            return kept[1:], {**counted, "kept": len(kept) - 1, "reused": True}
     started = time.perf_counter()
     where = placement()
-    made = rows(model_dir, n, seed, replay, where)
+    model, tokenizer = load(model_dir, where)
+    made = rows(model, tokenizer, chat, seed, replay) if chat else []
+    made += text_rows(model, tokenizer, text, seed, replay) if text else []
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{FILE}.tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in [header, *made]), encoding="utf-8")
@@ -194,7 +273,7 @@ def for_run(
     seconds = round(time.perf_counter() - started, 1)
     device, dtype = where
     return made, {
-        "asked": n,
+        **counted,
         "kept": len(made),
         "reused": False,
         "seconds": seconds,

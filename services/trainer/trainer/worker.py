@@ -120,7 +120,10 @@ def train(payload: TrainPayload, progress: Callable[[dict[str, Any]], None]) -> 
     replayed, replay_info = replay.for_run(
         run_dir,
         payload.model_dir,
-        replay.count(payload.replay, len(task_rows)),
+        (
+            replay.count(payload.replay, len(task_rows)),
+            replay.count(payload.replay, len(task_rows), payload.replay.text_share),
+        ),
         payload.training.seed,
         payload.replay,
     )
