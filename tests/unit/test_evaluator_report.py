@@ -35,6 +35,7 @@ def result(replies: dict[str, str]) -> dict:
         "compute_s_per_example": 0.004,
         "probe_replies": {},
         "perplexity": 12.5,
+        "prompt_tokens": [100, 140] if len(replies) == 2 else [30, 34],
     }
 
 
@@ -126,6 +127,8 @@ def test_markdown_names_verdict_gates_slices_and_latency_basis():
     assert "| quality | 0.5 | 1 | 0.5 |" in md
     assert "| k | `2` | `<invalid>` | 1 |" in md
     assert "| candidate | 50.0% | 50.0% |" in md  # per-field accuracy and their mean
+    # Prompt tokens per request: the teacher's full instructions against the student prompt.
+    assert "| teacher | 120 | 140 |" in md and "| candidate | 32 | 34 |" in md
 
 
 def test_charts_are_png_and_deterministic():
@@ -153,6 +156,7 @@ def test_flat_metrics_for_the_event():
     assert flat["slice.two.candidate"] == 0.0
     assert flat["latency_p95_ms.candidate.single"] == pytest.approx(29.1)
     assert flat["field_match.k.candidate"] == 0.5
+    assert flat["prompt_tokens.teacher"] == 120.0 and flat["prompt_tokens.candidate"] == 32.0
     assert all(isinstance(v, float) for v in flat.values())
 
 

@@ -158,6 +158,11 @@ def section(
         "latency_values": values,
         "cost_per_query_usd": cost,
     }
+    tokens = result.get("prompt_tokens")
+    if tokens:
+        # What each request pays before its first token: the teacher's full instructions
+        # against the student's short prompt (system prompt, chat template and input).
+        out["prompt_tokens"] = {"mean": fmean(tokens), "max": max(tokens)}
     if "probe_replies" in result:
         out["general"] = {
             "probe_accuracy": probe_accuracy(result["probe_replies"], probes),
@@ -178,6 +183,8 @@ def flat_metrics(
         out[f"exact_row.{name}"] = overall["accuracy"]
         out[f"mean_field_accuracy.{name}"] = overall["mean_field_accuracy"]
         out[f"cost_per_query_usd.{name}"] = s["cost_per_query_usd"]
+        if "prompt_tokens" in s:
+            out[f"prompt_tokens.{name}"] = s["prompt_tokens"]["mean"]
         for basis, summary in s["latency"].items():
             out[f"latency_p95_ms.{name}.{basis}"] = summary["p95_ms"]
         for slice_name, part in s["task"]["slices"].items():

@@ -87,6 +87,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- regression: probe {_fmt(reg.get('probe'))} ({_probe_test(reg)}), "
         f"cross-entropy {_fmt(reg.get('perplexity'))}"
     )
+    lines += ["", "## Prompt tokens per request", "", "| model | mean | max |", "|---|---|---|"]
+    for name, m in models.items():
+        tokens = m.get("prompt_tokens") or {}
+        lines.append(f"| {name} | {_fmt(tokens.get('mean'))} | {_fmt(tokens.get('max'))} |")
     lines += ["", "## Latency (ms)", "", report["latency_note"], ""]
     lines += ["| model | basis | n | P50 | P95 |", "|---|---|---|---|---|"]
     for name, m in models.items():
