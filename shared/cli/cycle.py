@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 from typing import Annotated
 from uuid import UUID, uuid4
 
 import typer
 from pydantic import ValidationError
 
+from shared.artifacts import store_from_settings
 from shared.db import Database
+from shared.events.base import ArtifactRef
 from shared.events.catalog import CycleReason, CycleRequested
+from shared.settings import PlatformSettings
 from shared.tasks.registry import latest_spec
 from shared.tasks.tables import TaskSpecRow
 
@@ -30,6 +35,8 @@ from .common import (
 )
 from .outbox import RelayOutcome, relay_pending
 from .render import print_cycle
+from .results import MEASURED_TEACHER, collect
+from .results_render import markdown, page
 from .timeline import EventRow, cycle_tree, fetch_events
 
 app = typer.Typer(help="Improvement cycles: start one, see where one is.")
@@ -154,3 +161,53 @@ def status(
     target = resolve(home)
     require_database(target)
     show_cycle(target, cycle_id)
+
+
+@app.command("results")
+def results(
+    cycle_id: Annotated[
+        UUID,
+        typer.Argument(parser=parse_uuid, metavar="CYCLE_ID", help="The id `cycle start` printed."),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Also write results.md and results.html (with charts) in this folder."),
+    ] = None,
+    queries_per_day: Annotated[
+        int, typer.Option(min=1, help="The query volume the break-even is computed at.")
+    ] = 10_000,
+    home: HomeOption = None,
+) -> None:
+    """The cycle's results table: quality, latency, cost, prompt tokens, serving forms,
+    residency and break-even, every figure read from the cycle's events and reports."""
+    target = resolve(home)
+    require_database(target)
+    print_results(target, cycle_id, out=out, queries_per_day=queries_per_day)
+
+
+def print_results(
+    target: Target,
+    cycle_id: UUID,
+    *,
+    out: Path | None,
+    queries_per_day: int,
+    teacher_label: str = MEASURED_TEACHER,
+) -> None:
+    with database_errors(target):
+        rows = asyncio.run(load_cycle(target, cycle_id))
+    if not rows:
+        raise fail(f"no events for cycle {cycle_id} in {target.safe_database_url}")
+    store = store_from_settings(PlatformSettings(home=target.home))
+    found = collect(
+        [(r.subject, json.loads(r.payload)) for r in rows],
+        lambda ref: store.get_bytes(ArtifactRef.model_validate(ref)),
+        queries_per_day=queries_per_day,
+        teacher_label=teacher_label,
+    )
+    stdout().print(markdown(found), markup=False, highlight=False)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.md").write_text(markdown(found), encoding="utf-8")
+        (out / "results.html").write_text(page(found), encoding="utf-8")
+        (out / "results.json").write_text(json.dumps(found, indent=2), encoding="utf-8")
+        stdout().print(f"written: {out / 'results.md'}, results.html, results.json")

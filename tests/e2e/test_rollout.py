@@ -104,6 +104,9 @@ def test_a_passing_student_is_quantized_shadowed_and_judged_on_its_traffic(
             )
             assert wait_for_rows(home, ended, 1, 60) == ["manual"], logs(home)
             flywheel = drift_into_the_next_cycle(home, port)
+            shown_results = distillery(
+                home, "cycle", "results", cycle_id, "--out", str(tmp_path / "results")
+            )
     finally:
         teacher.terminate()
         teacher.wait(10)
@@ -137,6 +140,29 @@ def test_a_passing_student_is_quantized_shadowed_and_judged_on_its_traffic(
     judged = RolloutChanged.model_validate(payloads[-1])
     assert judged.deployment_id == rollout.deployment_id and judged.stage == "rolled_back"
     assert "agreement with the live model" in judged.reason, judged.reason
+    # The cycle's results table: every figure read from the events above, none a constant.
+    assert shown_results.returncode == 0, shown_results.stderr
+    results = json.loads((tmp_path / "results" / "results.json").read_text())
+    assert "<svg" in (tmp_path / "results" / "results.html").read_text()
+    quality = results["quality"]
+    assert (quality["teacher"], quality["student"]) == (
+        verdict.metrics["quality.teacher"],
+        verdict.metrics["quality.candidate"],
+    )
+    assert quality["metric"] == "mean_field_accuracy"
+    served = next(r for r in results["serving"] if r["model"] == "student")
+    picked = next(v for v in chosen.variants if v.name == chosen.chosen)
+    assert (served["p95_ms"], served["cost_per_query_usd"]) == (
+        picked.p95_ms,
+        picked.cost_per_query_usd,
+    )
+    teacher_row = next(r for r in results["serving"] if r["model"] == "teacher")
+    assert teacher_row["cost_per_query_usd"] == verdict.metrics["cost_per_query_usd.teacher"]
+    assert teacher_row["prompt_tokens"] == verdict.metrics["prompt_tokens.teacher"]
+    assert [v["name"] for v in results["variants"]] == [v.name for v in chosen.variants]
+    synth = SynthCompleted.model_validate(payloads[1])
+    assert results["roi"]["synthesis_teacher_usd"] == synth.cost_usd
+    assert results["residency"]["teacher_host"] == "127.0.0.1"
     # The flywheel: a new product line is input drift, which starts a cycle by itself, and the
     # users' correction is a row of that cycle's dataset.
     alarm, requested, merged = flywheel
