@@ -78,12 +78,15 @@ ANIMALS = (
 
 def prompts(n: int, seed: int) -> list[str]:
     """n distinct general prompts (raises when the templates cannot make that many)."""
-    rng = random.Random(seed)  # noqa: S311 (a reproducible draw, not a secret)
+    return _distinct(TEMPLATES, n, random.Random(seed), "prompts")  # noqa: S311 (reproducible)
+
+
+def _distinct(templates: tuple[str, ...], n: int, rng: random.Random, what: str) -> list[str]:
     out: dict[str, None] = {}
     for _ in range(n * 50):
         if len(out) == n:
             break
-        text = rng.choice(TEMPLATES).format(
+        text = rng.choice(templates).format(
             noun=rng.choice(NOUNS),
             adj=rng.choice(ADJECTIVES),
             place=rng.choice(PLACES),
@@ -91,7 +94,7 @@ def prompts(n: int, seed: int) -> list[str]:
         )
         out[text] = None
     if len(out) < n:
-        raise ValueError(f"only {len(out)} distinct replay prompts, {n} asked")
+        raise ValueError(f"only {len(out)} distinct replay {what}, {n} asked")
     return list(out)
 
 
@@ -116,20 +119,7 @@ OPENERS = (
 def openers(n: int, seed: int) -> list[str]:
     """n distinct openings of plain text for the base to continue."""
     rng = random.Random(f"text/{seed}")  # noqa: S311 (a reproducible draw, not a secret)
-    out: dict[str, None] = {}
-    for _ in range(n * 50):
-        if len(out) == n:
-            break
-        text = rng.choice(OPENERS).format(
-            noun=rng.choice(NOUNS),
-            adj=rng.choice(ADJECTIVES),
-            place=rng.choice(PLACES),
-            animal=rng.choice(ANIMALS),
-        )
-        out[text] = None
-    if len(out) < n:
-        raise ValueError(f"only {len(out)} distinct replay openers, {n} asked")
-    return list(out)
+    return _distinct(OPENERS, n, rng, "openers")
 
 
 def count(replay: Replay, train_rows: int, share: float | None = None) -> int:
