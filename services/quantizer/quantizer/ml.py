@@ -93,7 +93,12 @@ def merge(
 
 def convert_f16(converter: Path, model_dir: Path, dest: Path, timeout: float = 3600) -> Path:
     """HF safetensors -> GGUF F16 with llama.cpp's converter: weights, tokenizer and the chat
-    template travel in the one file, so the served prompt is the evaluated one."""
+    template travel in the one file, so the served prompt is the evaluated one. A model whose
+    only tokenizer is a sentencepiece-style tokenizer.json (one imported from a GGUF) first
+    gets the `tokenizer.model` the converter reads (shared/models/spm.py)."""
+    from shared.models import spm
+
+    spm.ensure(model_dir)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     out = subprocess.run(
         [
