@@ -244,13 +244,17 @@ def demo(
             console.print()
             console.print(report, markup=False, highlight=False)
         console.print()
-        print_results(
-            rt.target,
-            cycle_id,
-            out=results.resolve(),
-            queries_per_day=queries_per_day,
-            teacher_label=STAND_IN,
-        )
+        try:
+            print_results(
+                rt.target,
+                cycle_id,
+                out=results.resolve(),
+                queries_per_day=queries_per_day,
+                teacher_label=STAND_IN,
+            )
+        except (OSError, ValueError, KeyError) as exc:
+            # The cycle's own output above stands; a table that cannot be made says why.
+            announce(f"results table not made: {type(exc).__name__}: {exc}")
     finally:
         # A second Ctrl-C or SIGTERM (e.g. `timeout` forwarding its own) must not cut the
         # clean-up short and orphan the services.
