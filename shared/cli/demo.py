@@ -28,7 +28,7 @@ from uuid import UUID
 import typer
 from sqlalchemy import select
 
-from shared.artifacts import LocalArtifactStore
+from shared.artifacts import ArtifactError, LocalArtifactStore
 from shared.db import Database, OutboxRow
 from shared.events.base import ArtifactRef
 from shared.runtime.natsd import free_port
@@ -252,7 +252,7 @@ def demo(
                 queries_per_day=queries_per_day,
                 teacher_label=STAND_IN,
             )
-        except (OSError, ValueError, KeyError) as exc:
+        except (ArtifactError, OSError, ValueError, KeyError) as exc:
             # The cycle's own output above stands; a table that cannot be made says why.
             announce(f"results table not made: {type(exc).__name__}: {exc}")
     finally:
