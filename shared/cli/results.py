@@ -147,8 +147,10 @@ def _residency(spec: dict[str, Any], selected: dict | None) -> dict[str, Any]:
     where = (
         f"{selected['chosen_engine']} on infrastructure you run" if selected else "not served yet"
     )
+    allowed = (spec.get("residency") or {}).get("allowed_teacher_hosts") or []
     return {
         "teacher_host": host,
+        "allowed_teacher_hosts": allowed,
         "teacher_receives": "synthesis requests and the golden inputs (evaluation)",
         "student": where,
         "production_queries": "stay on your infrastructure once the student serves them"

@@ -78,6 +78,7 @@ def tables(r: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
                 ["", ""],
                 [
                     ["teacher endpoint", d["teacher_host"]],
+                    ["hosts the task allows a teacher on", ", ".join(d["allowed_teacher_hosts"])],
                     ["sent to the teacher", d["teacher_receives"]],
                     ["student runs", d["student"]],
                     ["production queries", d["production_queries"]],

@@ -49,7 +49,8 @@ ARTIFACTS = {
             },
         }
     ).encode(),
-    "spec": b"name: t\nteacher:\n  base_url: https://api.openai.com/v1\n",
+    "spec": b"name: t\nteacher:\n  base_url: https://api.openai.com/v1\n"
+    b"residency:\n  allowed_teacher_hosts: [api.openai.com]\n",
 }
 
 
@@ -125,6 +126,7 @@ def test_every_figure_comes_from_the_events_and_reports():
     assert rows["student"]["prompt_tokens"] == 95.0
     assert [v["chosen"] for v in r["variants"]] == [False, True]
     assert r["residency"]["teacher_host"] == "api.openai.com"
+    assert r["residency"]["allowed_teacher_hosts"] == ["api.openai.com"]
     roi = r["roi"]
     # $6.10 of synthesis + 1 h at $2; each query saves $0.00195, 1000 a day.
     assert roi["one_time_usd"] == pytest.approx(8.1)
