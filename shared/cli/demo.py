@@ -174,13 +174,17 @@ def demo(
         ),
     ] = None,
     timeout: Annotated[
-        float, typer.Option(help="Give up following the cycle after this many seconds.")
-    ] = 3600.0,
+        float | None,
+        typer.Option(
+            help="Give up following the cycle after this many seconds (default: the student "
+            "profile's, 1 h for the default student, 3 h for gemma-3-270m)."
+        ),
+    ] = None,
     student: Annotated[
         str,
         typer.Option(
             help=f"The student model: {', '.join(STUDENTS)}. The default shows the loop in "
-            "minutes and fails its quality gate; gemma-3-270m is sized to pass (about 40 min)."
+            "minutes and fails its quality gate; gemma-3-270m is sized to pass (about 90 min)."
         ),
     ] = DEFAULT_STUDENT,
     results: Annotated[
@@ -197,6 +201,8 @@ def demo(
     if student not in STUDENTS:
         raise fail(f"--student {student!r}: one of {', '.join(STUDENTS)}")
     profile = STUDENTS[student]
+    timeout = profile.timeout_s if timeout is None else timeout
+    verdict = False
     if not (PACK / "spec.yaml").exists():
         raise fail(f"the demo task pack is not at {PACK}; run the demo from a source checkout")
     try:
@@ -234,7 +240,8 @@ def demo(
         announce(applied.stdout.strip().splitlines()[0])
         cycle_id = UUID(_cli(rt.home, "cycle", "start", "ticket-triage").stdout.strip())
         announce(f"cycle {cycle_id} started; following its events (Ctrl-C stops the demo)")
-        if not follow(rt.database_url, cycle_id, announce, timeout):
+        verdict = follow(rt.database_url, cycle_id, announce, timeout)
+        if not verdict:
             announce(f"no verdict within {timeout:.0f} s; the timeline so far:")
         console.print()
         show_cycle(rt.target, cycle_id)
@@ -268,6 +275,12 @@ def demo(
             teacher.terminate()
             teacher.wait(10)
         rt.stop()
-        if home is None:
+        if home is None and verdict:
             shutil.rmtree(workdir, ignore_errors=True)
+        elif home is None:
+            # Unfinished work (a trainer's checkpoints) is kept: `distillery up --home` on
+            # this folder resumes the cycle where it stopped.
+            announce(f"demo: the unfinished cycle's files are kept in {workdir}")
     announce("demo: done; no process left running")
+    if not verdict:
+        raise typer.Exit(1)  # a demo that did not reach its verdict did not succeed
