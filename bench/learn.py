@@ -245,20 +245,20 @@ def general(model_dir: Path, adapter: Path | None, spec) -> dict[str, Any]:
 
 
 def show_general(base: dict[str, Any], student: dict[str, Any]) -> None:
-    from evaluator.metrics import general_regression
+    from evaluator.metrics import ProbePairs, general_regression
 
     b, s = base["right"], student["right"]
-    lost = sum(x and not y for x, y in zip(b, s, strict=True))
-    won = sum(y and not x for x, y in zip(b, s, strict=True))
-    drop = general_regression(
-        candidate_probe=sum(s) / len(s),
-        base_probe=sum(b) / len(b),
-        candidate_ppl=student["ppl"],
-        base_ppl=base["ppl"],
+    pairs = ProbePairs(
+        base_right=sum(b),
+        lost=sum(x and not y for x, y in zip(b, s, strict=True)),
+        won=sum(y and not x for x, y in zip(b, s, strict=True)),
     )
+    reg = general_regression(probes=pairs, candidate_ppl=student["ppl"], base_ppl=base["ppl"])
+    worst = "not measured" if reg["worst"] is None else f"{reg['worst']:.3f}"
     print(
-        f"{'':<14}general: probes {sum(b)} -> {sum(s)} of {len(b)} (lost {lost}, won {won}), "
-        f"perplexity {base['ppl']:.2f} -> {student['ppl']:.2f}; regression {drop['worst']:.3f} "
+        f"{'':<14}general: probes {sum(b)} -> {sum(s)} of {len(b)} (lost {pairs.lost}, won "
+        f"{pairs.won}, p {pairs.p_value:.3g}), perplexity {base['ppl']:.2f} -> "
+        f"{student['ppl']:.2f} (cross-entropy {reg['perplexity']:+.2%}); regression {worst} "
         "(the gate: 0.05)",
         flush=True,
     )
