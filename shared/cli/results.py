@@ -94,7 +94,7 @@ def collect(
     serving.append(student)
     out["serving"] = serving
     out["residency"] = _residency(spec, selected)
-    out["roi"] = _roi(events, report, serving, queries_per_day)
+    out["roi"] = _roi(events, report, serving, queries_per_day, served=selected is not None)
     return out
 
 
@@ -160,8 +160,15 @@ def _residency(spec: dict[str, Any], selected: dict | None) -> dict[str, Any]:
 
 
 def _roi(
-    events: Events, report: dict[str, Any], serving: list[dict[str, Any]], queries_per_day: int
+    events: Events,
+    report: dict[str, Any],
+    serving: list[dict[str, Any]],
+    queries_per_day: int,
+    *,
+    served: bool,
 ) -> dict[str, Any]:
+    """What the cycle cost against what each query saves. Nothing breaks even until a student
+    serves: a cycle that ended at a gate has a saving per query only on paper."""
     teacher_spend = sum(p.get("cost_usd", 0.0) for s, p in events if s == SYNTH)
     hour_usd = (report.get("cost") or {}).get("compute_hour_usd") or 0.0
     wall_h = (_when(events[-1][1]) - _when(events[0][1])).total_seconds() / 3600
@@ -178,5 +185,6 @@ def _roi(
         "saving_per_query_usd": saving,
         "queries_per_day": queries_per_day,
         "saving_per_day_usd": per_day,
-        "break_even_days": one_time / per_day if per_day and per_day > 0 else None,
+        "served": served,
+        "break_even_days": one_time / per_day if served and per_day and per_day > 0 else None,
     }

@@ -100,17 +100,21 @@ def tables(r: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
                     ["one-time cost", fmt(m["one_time_usd"], "usd")],
                     ["saved per query", fmt(m["saving_per_query_usd"], "usd")],
                     ["saved per day", fmt(m["saving_per_day_usd"], "usd")],
-                    ["break-even", _days(m["break_even_days"], m["saving_per_query_usd"])],
+                    ["break-even", _days(m)],
                 ],
             )
         )
     return out
 
 
-def _days(days: float | None, saving: float | None) -> str:
-    if days is not None:
-        return f"{days:.2f} days"
-    return "never: the student costs no less per query" if saving is not None else "n/a"
+def _days(roi: dict[str, Any]) -> str:
+    if roi["break_even_days"] is not None:
+        return f"{roi['break_even_days']:.2f} days"
+    if not roi["served"]:
+        return "none yet: no student serves this task (the saving above is on paper)"
+    if roi["saving_per_query_usd"] is not None:
+        return "never: the student costs no less per query"
+    return "n/a"
 
 
 def markdown(r: dict[str, Any]) -> str:

@@ -153,8 +153,10 @@ def test_a_cycle_that_ended_before_serving_says_so_and_never_breaks_even():
     student = next(s for s in r["serving"] if s["model"] == "student")
     assert student["source"] == "adapter on transformers, measured"
     assert r["residency"]["production_queries"] == "still go to the teacher"
+    assert r["roi"]["break_even_days"] is None and not r["roi"]["served"]
     md = markdown(r)
     assert "Serving forms" not in md
+    assert "| break-even | none yet: no student serves this task" in md
 
 
 def test_a_student_that_costs_more_never_breaks_even():
