@@ -245,7 +245,7 @@ def general(model_dir: Path, adapter: Path | None, spec) -> dict[str, Any]:
 
 
 def show_general(base: dict[str, Any], student: dict[str, Any]) -> None:
-    from evaluator.metrics import ProbePairs, general_regression
+    from evaluator.general import ProbePairs, general_regression
 
     b, s = base["right"], student["right"]
     pairs = ProbePairs(

@@ -9,17 +9,14 @@ import pytest
 
 from evaluator.confusions import FieldConfusion, error_patterns
 from evaluator.data import DataError, GoldenRow, ProbeRow, parse_jsonl
+from evaluator.general import PROBE_POWER, ProbePairs, general_regression, probe_pairs
 from evaluator.metrics import (
-    PROBE_POWER,
-    ProbePairs,
-    general_regression,
     judge_agreement,
     parse_reply,
     percentile,
     primary,
     probe_accuracy,
     probe_correct,
-    probe_pairs,
     score_example,
     task_metrics,
 )

@@ -28,8 +28,9 @@ from .assemble import (
     vs_teacher_metrics,
 )
 from .confusions import error_patterns
+from .general import general_regression, probe_pairs
 from .inputs import Inputs
-from .metrics import general_regression, judge_agreement, probe_pairs, score_example
+from .metrics import judge_agreement, score_example
 from .outcome import Verdict
 
 # Enough for synth-data to aim at a field's main confusions; the full counts are in no event.

@@ -16,7 +16,7 @@ figure is still reported); the spec refuses a task with no latency gate of eithe
 
 A gate that is set fails closed: a number that could not be measured (no latency sample; no
 general-text perplexity and no probe set the base answers enough of to show a loss beyond
-chance, metrics.general_regression; a reference that scored 0 or cost nothing, so
+chance, general.general_regression; a reference that scored 0 or cost nothing, so
 no ratio) fails it, and its reason says "not measured" and why, since a silent pass is what
 lets a broken pipeline ship a broken model. The one opt-out is explicit:
 thresholds.require_general_regression = false lets an unmeasured general_regression pass.
