@@ -81,8 +81,10 @@ def collect(
         "json_validity": {n: _overall(models, k, "json_validity") for n, k in _NAMES},
     }
     serving = [_model_row("teacher", models["teacher"], teacher_label)]
-    serving.append(_model_row("base", models["base"], "transformers, measured"))
-    student = _model_row("student", models["candidate"], "adapter on transformers, measured")
+    serving.append(_model_row("base", models["base"], "transformers, measured ({basis})"))
+    student = _model_row(
+        "student", models["candidate"], "adapter on transformers, measured ({basis})"
+    )
     chosen = next((v for v in out["variants"] if v["chosen"]), None)
     if chosen:
         student.update(
@@ -137,7 +139,7 @@ def _model_row(name: str, section: dict[str, Any], source: str) -> dict[str, Any
         "latency_basis": basis,
         "cost_per_query_usd": section.get("cost_per_query_usd"),
         "prompt_tokens": tokens.get("mean"),
-        "source": source,
+        "source": source.replace("{basis}", basis or "no timings"),
     }
 
 

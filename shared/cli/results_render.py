@@ -60,7 +60,7 @@ def tables(r: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
                         v["name"],
                         v["engine"],
                         v["status"],
-                        fmt(v["size_bytes"] / 2**20 if v.get("size_bytes") else None) + " MiB",
+                        f"{v['size_bytes'] / 2**20:,.0f} MiB" if v.get("size_bytes") else "n/a",
                         fmt(v.get("retention")),
                         fmt(v.get("p95_ms"), "ms"),
                         fmt(v.get("decode_tokens_per_s")),

@@ -151,7 +151,7 @@ def test_a_cycle_that_ended_before_serving_says_so_and_never_breaks_even():
     assert r["outcome"] == "failed at quantization: too slow"
     assert r["variants"] == []
     student = next(s for s in r["serving"] if s["model"] == "student")
-    assert student["source"] == "adapter on transformers, measured"
+    assert student["source"] == "adapter on transformers, measured (single)"
     assert r["residency"]["production_queries"] == "still go to the teacher"
     assert r["roi"]["break_even_days"] is None and not r["roi"]["served"]
     md = markdown(r)
