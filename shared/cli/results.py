@@ -25,7 +25,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
+from shared.tasks.load import spec_from_json
+from shared.tasks.spec import TaskSpec
 
 EVALUATION = "distillery.evaluation.completed.v1"
 SELECTED = "distillery.variant.selected.v1"
@@ -68,7 +69,7 @@ def collect(
     if not adapter:
         return out
     report = json.loads(read(adapter[-1]["report"]))
-    spec = _spec(read(adapter[-1]["task_spec"]))
+    spec = spec_from_json(read(adapter[-1]["task_spec"]))
     models = report["models"]
     metric = (report.get("vs_teacher") or {}).get("primary_metric", "exact_row")
     flat = adapter[-1]["metrics"]
@@ -115,13 +116,6 @@ def _outcome(adapter: list[dict], selected: dict | None, failed: dict | None) ->
     return "evaluated, not yet served" if adapter else "in progress"
 
 
-def _spec(data: bytes) -> dict[str, Any]:
-    try:
-        return json.loads(data)
-    except ValueError:
-        return yaml.safe_load(data) or {}
-
-
 def _overall(models: dict[str, Any], key: str, field: str) -> float | None:
     return models[key]["task"]["overall"].get(field)
 
@@ -143,13 +137,12 @@ def _model_row(name: str, section: dict[str, Any], source: str) -> dict[str, Any
     }
 
 
-def _residency(spec: dict[str, Any], selected: dict | None) -> dict[str, Any]:
-    teacher = spec.get("teacher") or {}
-    host = urlsplit(str(teacher.get("base_url", ""))).hostname or "unknown"
+def _residency(spec: TaskSpec, selected: dict | None) -> dict[str, Any]:
+    host = urlsplit(str(spec.teacher.base_url)).hostname or "unknown"
     where = (
         f"{selected['chosen_engine']} on infrastructure you run" if selected else "not served yet"
     )
-    allowed = (spec.get("residency") or {}).get("allowed_teacher_hosts") or []
+    allowed = list(spec.residency.allowed_teacher_hosts)
     return {
         "teacher_host": host,
         "allowed_teacher_hosts": allowed,

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from shared.cli.demo_task import PACK
 from shared.cli.results import collect
 from shared.cli.results_render import markdown, page
 from shared.events.catalog import (
@@ -16,6 +17,7 @@ from shared.events.catalog import (
     TrainingProgressed,
 )
 from shared.events.quantization import VariantSelected
+from shared.tasks.load import load_spec
 
 CYCLE = "6f1c1a52-0000-4000-8000-000000000001"
 REPORT = {"uri": "report", "sha256": "a" * 64, "size": 1}
@@ -36,6 +38,14 @@ def section(p50: float, p95: float, cost: float, tokens: float, accuracy: float)
     }
 
 
+def _spec_json() -> bytes:
+    """The demo pack's spec with a hosted teacher, as the stages store it (JSON)."""
+    spec = load_spec(PACK / "spec.yaml").model_dump(mode="json")
+    spec["teacher"]["base_url"] = "https://api.openai.com/v1"
+    spec["residency"] = {"allowed_teacher_hosts": ["api.openai.com"]}
+    return json.dumps(spec).encode()
+
+
 ARTIFACTS = {
     "report": json.dumps(
         {
@@ -49,8 +59,7 @@ ARTIFACTS = {
             },
         }
     ).encode(),
-    "spec": b"name: t\nteacher:\n  base_url: https://api.openai.com/v1\n"
-    b"residency:\n  allowed_teacher_hosts: [api.openai.com]\n",
+    "spec": _spec_json(),
 }
 
 
