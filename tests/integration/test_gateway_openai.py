@@ -290,6 +290,18 @@ def test_a_body_over_the_limit_is_refused_before_it_reaches_anyone(make_gateway)
     assert not gateway.student.chats()
 
 
+def test_a_clients_own_grammar_is_refused_before_it_reaches_anyone(make_gateway):
+    gateway = make_gateway()
+    # llama.cpp's server process dies on a grammar it cannot parse: one request must not do that.
+    headers = {"Authorization": f"Bearer {gateway.keys['toy']}"}
+    body = {"model": TASK, "messages": user("hi"), "grammar": "root ::= ("}
+    for path in ["chat/completions", "completions"]:
+        sent = body if path.startswith("chat") else {"model": TASK, "prompt": "hi", "grammar": "x"}
+        response = httpx2.post(f"{gateway.url}/v1/{path}", json=sent, headers=headers)
+        assert response.status_code == 400 and "grammar" in response.text
+    assert not gateway.student.chats()
+
+
 def test_an_upstream_past_its_deadline_is_a_504_and_traced_as_an_error(make_gateway):
     gateway = make_gateway(upstream_timeout_s=0.2)
     gateway.student.delay_s = 2.0

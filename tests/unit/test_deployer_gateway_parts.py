@@ -12,6 +12,7 @@ from deployer.keys import KeyRing, digest, issue
 from deployer.limits import RateLimiter
 from deployer.prompts import render
 from shared.models.decoding import response_format
+from shared.models.gbnf import schema_gbnf
 from shared.tasks import parse_spec
 from tests.fixtures.teacher_server import toy_spec
 
@@ -98,6 +99,18 @@ def test_student_rendering_is_the_evaluated_prompt_and_schema():
     )
     assert chosen.body["temperature"] == 0.7
     assert chosen.body["response_format"] == {"type": "text"}
+
+
+def test_llama_cpp_gets_the_measured_grammar_and_plain_greedy():
+    body = {"model": "toy-triage", "messages": [{"role": "user", "content": "hi"}]}
+    llama = dataclasses.replace(STUDENT, engine="llama.cpp")
+    rendered = render(body, SPEC, llama).body
+    # The GBNF of the evaluator's own grammar; llama.cpp's json_object admits other whitespace.
+    assert rendered["grammar"] == schema_gbnf(SPEC.output_schema)
+    assert "response_format" not in rendered
+    assert rendered["temperature"] == 0.0 and rendered["repeat_penalty"] == 1.0
+    own = render({**body, "response_format": {"type": "text"}}, SPEC, llama).body
+    assert "grammar" not in own and own["response_format"] == {"type": "text"}
 
 
 def test_teacher_rendering_and_client_prompts():

@@ -21,7 +21,7 @@ from shared.tasks.spec import TaskSpec
 
 Kind = Literal["student", "teacher"]
 # How the server speaks structured output: the OpenAI `json_schema` response_format (vLLM,
-# OpenAI, transformers serve), or llama-cpp-python's `json_object` + `schema`.
+# OpenAI, transformers serve), or a GBNF `grammar` (llama-cpp-python; prompts.decoding).
 Engine = Literal["openai", "vllm", "llama.cpp"]
 Stage = Literal["shadow", "ab", "full", "rolled_back"]
 

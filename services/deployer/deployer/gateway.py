@@ -121,6 +121,12 @@ def create_gateway(deps: GatewayDeps) -> Starlette:
             raise Refused(400, "body is not JSON", "invalid_request_error") from None
         if not isinstance(body, dict):
             raise Refused(400, "body must be a JSON object", "invalid_request_error")
+        if "grammar" in body:
+            # llama.cpp's server dies on a grammar its parser refuses; the gateway writes this
+            # field itself, from the task's schema (prompts.decoding).
+            raise Refused(
+                400, "`grammar` is not accepted; send `response_format`", "invalid_request_error"
+            )
         return body
 
     def task_of(body: dict[str, Any], key: ApiKey) -> Route:

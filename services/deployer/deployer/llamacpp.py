@@ -4,8 +4,9 @@ chosen GGUF variant, as a local process on a free loopback port.
 - the chat template is the one in the GGUF's metadata (the converter copies the tokenizer's),
   which is what the quantizer evaluated the variant with; `chat_format` overrides it only when
   named;
-- structured output: the gateway sends the task's schema as llama-cpp-python's `json_object`
-  + `schema` response_format (prompts.schema_format), which it compiles to a grammar;
+- structured output: the gateway sends the task's schema as a GBNF `grammar` that admits
+  exactly what the measured xgrammar grammar admits, and greedy without the server's default
+  repeat penalty (prompts.decoding), so the server decodes as the variant was measured;
 - concurrent requests are accepted and queued by the server (one model, one decode at a time;
   scale out with more processes, not threads).
 

@@ -4,8 +4,8 @@ A client sends the task's input (`model=<task>`, user messages only). The gatewa
 front of it the system prompt of whichever model the route picked: the teacher gets the
 task's full instructions, the student its short student prompt (TaskSpec.student_prompt, the
 one it was trained and evaluated with) and, when the task has an output schema, the same
-`response_format` the evaluator decoded under, with greedy decoding unless the client asked
-otherwise. So clients never change when the student replaces the teacher.
+schema and greedy decoding the evaluator measured it with, unless the client asked otherwise
+(`decoding`). So clients never change when the student replaces the teacher.
 
 A request that brings its own system message is passed through unchanged; the response says
 so (`X-Distillery-Prompt: client`), since such a request is outside what was evaluated.
@@ -13,10 +13,13 @@ so (`X-Distillery-Prompt: client`), since such a request is outside what was eva
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 from shared.models.decoding import response_format
+from shared.models.gbnf import schema_gbnf
 from shared.tasks.spec import TaskSpec
 
 from .domain import Backend
@@ -30,12 +33,28 @@ class Rendered:
     source: Source
 
 
-def schema_format(schema: dict[str, Any], backend: Backend) -> dict[str, Any]:
-    """The task's schema as `response_format` in the dialect `backend` understands."""
-    openai_form = response_format(schema)
-    if backend.engine == "llama.cpp":  # its server accepts only "text" and "json_object"
-        return {"type": "json_object", "schema": openai_form["json_schema"]["schema"]}
-    return openai_form
+@lru_cache(maxsize=64)
+def _gbnf(schema_json: str) -> str:
+    return schema_gbnf(json.loads(schema_json))
+
+
+def decoding(schema: dict[str, Any] | None, backend: Backend) -> dict[str, Any]:
+    """The request fields that make `backend` decode as the student was measured: greedy, and
+    under the task's schema when it has one.
+
+    llama.cpp's server gets the schema as a GBNF `grammar` (gbnf.py: the very language of the
+    evaluator's xgrammar grammar; its own `json_object` converter admits other whitespace) and
+    `repeat_penalty` 1.0 (its server's default is 1.1, which the measured greedy never used).
+    vLLM gets the OpenAI `response_format`, compiled by its xgrammar backend as measured.
+    """
+    fields: dict[str, Any] = {"temperature": 0.0}
+    if backend.engine == "llama.cpp":
+        fields["repeat_penalty"] = 1.0
+        if schema is not None:
+            fields["grammar"] = _gbnf(json.dumps(schema, sort_keys=True))
+    elif schema is not None:
+        fields["response_format"] = response_format(schema)
+    return fields
 
 
 def render(body: dict[str, Any], spec: TaskSpec, backend: Backend) -> Rendered:
@@ -48,8 +67,8 @@ def render(body: dict[str, Any], spec: TaskSpec, backend: Backend) -> Rendered:
         system = spec.instructions
     else:
         system = spec.student_prompt
-        if spec.output_schema is not None and "response_format" not in body:
-            upstream["response_format"] = schema_format(spec.output_schema, backend)
-        upstream.setdefault("temperature", 0.0)
+        schema = None if "response_format" in body else spec.output_schema
+        for name, value in decoding(schema, backend).items():
+            upstream.setdefault(name, value)
     upstream["messages"] = [{"role": "system", "content": system}, *messages]
     return Rendered(upstream, "task")
