@@ -94,6 +94,12 @@ class Rollout(Spec):
     ab_share: float = Field(default=0.1, gt=0, le=1)
     ab_requests: int = Field(default=500, ge=0)
     max_error_rate: float = Field(default=0.02, ge=0, le=1)
+    # Serving parity: before a candidate takes traffic, this many golden rows are replayed
+    # through its server and compared with the replies measured for that very variant.
+    parity_rows: int = Field(default=16, ge=1, le=1000)
+    parity_tolerance: float = Field(
+        default=0.0, ge=0, le=1, description="share of the replayed rows allowed to differ"
+    )
 
 
 class Monitoring(Spec):

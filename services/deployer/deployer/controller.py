@@ -7,7 +7,10 @@ that changed. A deployer restarted mid-rollout therefore restarts its servers an
 its routes on the first pass, from the recorded stage; a pass that fails is logged and the
 next one tries again.
 
-Servers: a GGUF variant (engine llama.cpp) is started here as a local llama.cpp server. GAP
+Servers: a GGUF variant (engine llama.cpp) is started here as a local llama.cpp server; before
+the routes point at the server of an unfinished rollout, serving parity replays golden rows
+through it (parity.py), and a server that answers otherwise is stopped and the rollout rolled
+back with the diff. GAP
 (issue 13): a vLLM candidate (an adapter loaded into the shared vLLM server, or a quantized
 checkpoint in its own Deployment) is not started by this loop yet; vllm.py and manifests.py
 have the pieces. A transformers fallback for a non-GGUF variant on CPU is not built.
@@ -29,13 +32,16 @@ from shared.db import Database
 from shared.logs import get_logger
 from shared.tasks import TaskSpec, spec_from_json
 
+from . import parity
 from . import repository as repo
+from .domain import Backend
 from .llamacpp import LlamaCppServer, LlamaCppSpec
 from .rollout import ArmStats, Decision
 from .routing import RouteEntry, desired_routes, put_route, routes_bucket, teacher_entry
-from .servers import ModelServer
-from .service import Deps, advance
+from .servers import ModelServer, Served
+from .service import Deps, advance, block
 from .settings import DeployerSettings
+from .upstream import Upstream, UpstreamError
 
 log = get_logger(__name__)
 
@@ -67,6 +73,7 @@ class Controller:
         self._specs: dict[str, TaskSpec] = {}
         self._published: dict[str, RouteEntry] = {}
         self._bucket_read = False
+        self._upstream = Upstream(timeout_s=settings.upstream_timeout_s)
 
     async def _server_for(self, deployment: repo.Deployment) -> ModelServer | None:
         if deployment.candidate_kind != "llama.cpp":
@@ -96,12 +103,62 @@ class Controller:
             if server is None:
                 continue
             served = await server.start()
+            try:
+                same = deployment.rollout.finished or await self._same_as_measured(
+                    deployment, served
+                )
+            except BaseException:  # no server left running that nothing tracks
+                await server.stop()
+                raise
+            if not same:
+                await server.stop()
+                continue
             self._servers[deployment.deployment_id] = server
             await repo.set_served(
                 self._db, deployment.deployment_id, "llama.cpp", served.base_url, served.model
             )
             log.info("model server started", deployment=str(deployment.deployment_id))
         return await repo.to_serve(self._db)
+
+    async def _same_as_measured(self, deployment: repo.Deployment, served: Served) -> bool:
+        """Serving parity before the routes point at a new server (parity.py); a failure rolls
+        the deployment back with the diff. A live (full) student's restart is not re-checked:
+        its file is the one that passed, verified by its sha256 on the way in."""
+        spec = await self._spec(deployment)
+        backend = Backend(
+            "student",
+            served.base_url,
+            served.model,
+            deployment.candidate.sha256,
+            deployment.deployment_id,
+            engine="llama.cpp",
+        )
+        try:
+            result = await parity.check(
+                self._artifacts,
+                self._upstream,
+                spec,
+                backend,
+                deployment.measured,
+                deployment.variant,
+            )
+        except UpstreamError as exc:  # a server that cannot answer golden rows takes no traffic
+            why = f"the server failed while replaying golden rows: {exc.reason}"
+            result = parity.ParityResult(0, (), spec.rollout.parity_tolerance, why)
+        if result.passed:
+            log.info(
+                "serving parity passed",
+                deployment=str(deployment.deployment_id),
+                rows=result.checked,
+                differing=len(result.mismatches),
+            )
+            return True
+        log.warning(
+            "serving parity failed", deployment=str(deployment.deployment_id), diff=result.diff()
+        )
+        deps = Deps(db=self._db, artifacts=self._artifacts, settings=self._settings)
+        await block(deps, deployment, result.diff())
+        return False
 
     async def _spec(self, deployment: repo.Deployment) -> TaskSpec:
         ref = deployment.task_spec
@@ -182,6 +239,7 @@ class Controller:
         for server in self._servers.values():
             await server.stop()
         self._servers.clear()
+        await self._upstream.aclose()
 
 
 class ControlLoop:

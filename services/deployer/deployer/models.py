@@ -26,6 +26,9 @@ class DeploymentRow(Base):
     candidate: Mapped[dict[str, Any]] = mapped_column(JSON, doc="ArtifactRef of what is served")
     candidate_kind: Mapped[str] = mapped_column(String(32), doc="adapter, llama.cpp, vllm, ...")
     variant: Mapped[str | None] = mapped_column(String(128), doc="the quantizer's variant name")
+    measured: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, doc="ArtifactRef of the quantizer's report: the replies serving must reproduce"
+    )
     # Where the candidate is served (set once its server answers): what routes point at.
     engine: Mapped[str | None] = mapped_column(String(16), doc="openai | vllm | llama.cpp")
     base_url: Mapped[str | None] = mapped_column(String(2048))

@@ -37,6 +37,8 @@ class Deployment:
     engine: str | None = None
     base_url: str | None = None
     served_model: str | None = None
+    variant: str | None = None
+    measured: ArtifactRef | None = None  # the quantizer's report: the replies to reproduce
 
 
 class StaleRevision(Exception):
@@ -57,6 +59,8 @@ def _deployment(row: DeploymentRow) -> Deployment:
         engine=row.engine,
         base_url=row.base_url,
         served_model=row.served_model,
+        variant=row.variant,
+        measured=ArtifactRef.model_validate(row.measured) if row.measured else None,
     )
 
 

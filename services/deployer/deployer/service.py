@@ -53,6 +53,7 @@ class Candidate:
     kind: str  # "adapter" (LoRA on the base) or the quantizer's engine: "llama.cpp", "vllm", ...
     variant: str | None  # the quantizer's variant name (gguf-q8_0, ...); None for an adapter
     evaluation_id: UUID
+    measured: ArtifactRef | None = None  # the quantizer's report, with the variant's replies
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ async def load_spec(artifacts: AsyncArtifactStore, ref: ArtifactRef) -> TaskSpec
 async def prepare_variant(deps: Deps, event: VariantSelected, run: StageRun) -> Job:
     await load_spec(deps.artifacts, event.task_spec)  # one that does not load cannot roll out
     candidate = Candidate(
-        event.chosen_model, event.chosen_engine, event.chosen, event.evaluation_id
+        event.chosen_model, event.chosen_engine, event.chosen, event.evaluation_id, event.report
     )
     return Job(event, candidate)
 
@@ -142,6 +143,7 @@ async def record(deps: Deps, uow: UnitOfWork, job: Job, result: None) -> list[Ev
             "candidate": candidate.model.model_dump(mode="json"),
             "candidate_kind": candidate.kind,
             "variant": candidate.variant,
+            "measured": candidate.measured.model_dump(mode="json") if candidate.measured else None,
             "stage": start.stage,
             "step": 0,
             "share": 0.0,
@@ -204,6 +206,13 @@ async def operate(deps: Deps, deployment_id: UUID, action: Action, reason: str) 
     except ValueError as exc:
         raise PermanentError(str(exc)) from exc
     await _save(deps, deployment, after, after.share(policy))
+    return after
+
+
+async def block(deps: Deps, deployment: repo.Deployment, diff: str) -> Rollout:
+    """Serving parity failed: the candidate is rolled back before it takes any traffic."""
+    after = rollback(deployment.rollout, f"serving parity failed: {diff}").rollout
+    await _save(deps, deployment, after, 0.0)
     return after
 
 

@@ -119,6 +119,10 @@ async def conclude(
         "reason": reason,
         "variants": [v.model_dump(mode="json") for v in judged],
         "scores": scores,
+        # Every variant's reply per golden row: the deployer replays rows through the served
+        # variant and must get these back (serving parity) before it takes traffic.
+        "replies": {m.name: m.replies for m in result.variants if m.status == "evaluated"},
+        "max_new_tokens": settings.max_new_tokens,
         "figures": figures,
         "runtime": result.runtime,
     }
