@@ -27,9 +27,14 @@ STAGES: Who = frozenset({"synth-data", "curation", "trainer", "evaluator", "quan
 SERVICES: Who = STAGES | {"feedback-collector"}
 IDENTITIES: Who = SERVICES | OPS | INGEST
 # NATS key-value buckets (state beside the event stream) and the identities that use each:
-# the deployer's control plane writes each task's route, its gateways watch them.
+# the deployer's control plane writes each task's route, its gateways watch them; the gateways
+# share each API key's per-minute request count.
 ROUTES_BUCKET = "deployer-routes"
-KV_BUCKETS: dict[str, Who] = {ROUTES_BUCKET: frozenset({"deployer"})}
+RATES_BUCKET = "gateway-rates"
+KV_BUCKETS: dict[str, Who] = {
+    ROUTES_BUCKET: frozenset({"deployer"}),
+    RATES_BUCKET: frozenset({"deployer"}),
+}
 
 
 class Confusion(Frozen):

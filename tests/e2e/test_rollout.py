@@ -10,8 +10,8 @@ demo (`make demo`) keeps the real bar. What is proven here is the wiring after t
 quantizer answers the passing verdict with its variants and one chosen, the deployer starts
 that variant's rollout in shadow and serves it once its llama.cpp server has answered the
 task's parity_rows golden rows as the quantizer measured them (else the rollout would end
-"serving parity failed", not on the agreement asserted below), the gateway (`distillery up` runs it) answers a
-client from the live teacher and copies the request to the candidate, the
+"serving parity failed", not on the agreement asserted below), the gateway (`distillery up`
+runs it) answers a client from the live teacher and copies the request to the candidate, the
 feedback-collector keeps both traces and the client's feedback, matched, and sends the step's
 figures (`rollout.measured`), on which the deployer's rule rolls the disagreeing candidate back.
 Then the flywheel's turn (flywheel.py): tickets about a product line the task never mentions

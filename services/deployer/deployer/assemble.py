@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .budget import Limiter, LocalLimiter
 from .chat import Chat
 from .gateway import GatewayDeps, RoutingTable
 from .keys import KeyRing
@@ -16,7 +17,7 @@ def gateway_deps(
     keys: KeyRing,
     routes: RoutingTable,
     publisher: Publisher,
-    limiter: RateLimiter | None = None,
+    limiter: Limiter | None = None,
 ) -> GatewayDeps:
     traces = TraceBuffer(
         publisher, settings.trace_buffer, timeout_s=settings.trace_publish_timeout_s
@@ -30,7 +31,7 @@ def gateway_deps(
         settings=settings,
         keys=keys,
         routes=routes,
-        limiter=limiter or RateLimiter(burst=settings.burst),
+        limiter=limiter or LocalLimiter(RateLimiter(burst=settings.burst)),
         traces=traces,
         chat=Chat(upstream, traces),
     )

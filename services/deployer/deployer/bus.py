@@ -1,4 +1,5 @@
-"""The gateway's one NATS connection: traces and feedback out, the routing bucket in.
+"""The gateway's one NATS connection: traces and feedback out, the routing bucket in, the
+shared rate counts both ways.
 
 Connected lazily and reconnecting forever (nats-py), as the deployer's bus identity. Events go
 straight to JetStream with their id as Nats-Msg-Id, not through the outbox: a trace is not a
@@ -17,6 +18,7 @@ from nats.js.kv import KeyValue
 from shared.bus.broker import MSG_ID_HEADER, BusCredentials, connect_options
 from shared.events import STREAM_NAME, Event
 
+from .budget import rates_bucket
 from .routing import routes_bucket
 
 
@@ -26,6 +28,7 @@ class NatsBus:
         self._credentials = credentials
         self._timeout_s = timeout_s
         self._nc: Client | None = None
+        self._rates: KeyValue | None = None
         self._lock = asyncio.Lock()
 
     async def client(self) -> Client:
@@ -54,7 +57,13 @@ class NatsBus:
     async def routes(self) -> KeyValue:
         return await routes_bucket((await self.client()).jetstream())
 
+    async def rates(self) -> KeyValue:
+        if self._rates is None:  # looked up once: every request that renews a lease needs it
+            self._rates = await rates_bucket((await self.client()).jetstream())
+        return self._rates
+
     async def close(self) -> None:
         if self._nc is not None:
             await self._nc.drain()
             self._nc = None
+            self._rates = None

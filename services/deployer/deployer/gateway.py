@@ -26,12 +26,12 @@ from starlette.routing import Route as HttpRoute
 
 from shared.events import FeedbackRecorded
 
+from .budget import Limiter
 from .chat import Call, Chat, error_body
 from .completions import CompletionRequestError, as_completion, to_chat
 from .domain import Route
 from .instruments import REFUSED, REQUEST_SECONDS
 from .keys import ApiKey, KeyRing
-from .limits import RateLimiter
 from .settings import NAME, DeployerSettings
 from .traces import TraceBuffer
 
@@ -67,7 +67,7 @@ class GatewayDeps:
     settings: DeployerSettings
     keys: KeyRing
     routes: RoutingTable
-    limiter: RateLimiter
+    limiter: Limiter
     traces: TraceBuffer
     chat: Chat
     # Run from start-up to shutdown next to the trace drainer: key and route refreshers.
@@ -87,12 +87,12 @@ class Refused(Exception):
 def create_gateway(deps: GatewayDeps) -> Starlette:
     settings = deps.settings
 
-    def admit(request: Request) -> ApiKey:
+    async def admit(request: Request) -> ApiKey:
         key = deps.keys.authenticate(request.headers.get("authorization"))
         if key is None:
             raise Refused(401, "missing or invalid API key", "invalid_request_error")
         budget = key.requests_per_minute or settings.requests_per_minute
-        decision = deps.limiter.check(key.key_id, budget)
+        decision = await deps.limiter.check(key.key_id, budget)
         if not decision.allowed:
             raise Refused(
                 429,
@@ -147,7 +147,7 @@ def create_gateway(deps: GatewayDeps) -> Starlette:
         refusal to send."""
         started = time.perf_counter()
         try:
-            key = admit(request)
+            key = await admit(request)
             body = as_chat(await read_json(request))
             route = task_of(body, key)
         except Refused as refused:
@@ -179,7 +179,7 @@ def create_gateway(deps: GatewayDeps) -> Starlette:
 
     async def models(request: Request) -> Response:
         try:
-            key = admit(request)
+            key = await admit(request)
         except Refused as refused:
             return refused.response()
         data = [
@@ -191,7 +191,7 @@ def create_gateway(deps: GatewayDeps) -> Starlette:
 
     async def feedback(request: Request) -> Response:
         try:
-            key = admit(request)
+            key = await admit(request)
             body = await read_json(request)
             task_of(body, key)
             event = feedback_event(

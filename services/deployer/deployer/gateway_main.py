@@ -3,7 +3,8 @@ under `distillery up`, `python -m shared.runtime.serve deployer.gateway_main:cre
 (the same app behind uvicorn, on DEPLOYER_GATEWAY_HOST:DEPLOYER_GATEWAY_PORT).
 
 Keys come from the deployer's table, re-read every `key_refresh_s` (a revoked key is refused
-within that on every replica); routes from the NATS KV bucket (routing.py); traces leave
+within that on every replica); routes from the NATS KV bucket (routing.py); each key's
+request budget is counted in another bucket all replicas share (budget.py); traces leave
 through the bus, never waited for.
 """
 
@@ -23,9 +24,11 @@ from shared.settings import PlatformSettings
 from shared.tasks import TaskSpec, spec_from_json
 
 from .assemble import gateway_deps
+from .budget import SharedBudget
 from .bus import NatsBus
 from .gateway import RoutingTable, create_gateway
 from .keys import KeyRing
+from .limits import RateLimiter
 from .repository import live_keys
 from .routing import RouteFollower
 from .settings import DeployerSettings
@@ -78,7 +81,8 @@ def create_app(
         return spec_from_json(await artifacts.get_bytes(ref))
 
     follower = RouteFollower(routes, load_spec, platform.allowed_teacher_hosts)
-    deps = gateway_deps(own, keys, routes, bus)
+    shared = SharedBudget(bus.rates, RateLimiter(burst=own.burst), timeout_s=own.rate_timeout_s)
+    deps = gateway_deps(own, keys, routes, bus, limiter=shared)
     deps.background.append(lambda stop: refresh_keys(db, keys, own.key_refresh_s, stop))
     deps.background.append(lambda stop: follow_routes(bus, follower, stop))
     return create_gateway(deps)

@@ -40,3 +40,8 @@ SHADOW_SKIPPED = Counter(
     "distillery_gateway_shadow_skipped_total",
     "Shadow copies not sent because too many were already in flight",
 )
+RATE_UNSHARED = Counter(
+    "distillery_gateway_rate_unshared_total",
+    "Requests admitted on this replica's own rate bucket alone: the shared count (NATS KV) "
+    "did not answer in time",
+)

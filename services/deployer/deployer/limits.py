@@ -1,11 +1,8 @@
 """Per-key request limits: a token bucket per key, counted in this gateway process.
 
-Where it is counted, and why: in memory, in the replica that serves the request. A shared
-counter (NATS KV compare-and-set, or Redis INCR) puts a network round trip on every request,
-and under one hot key the CAS retries pile up exactly when the gateway is busiest; the p99
-budget of the gateway is ~2 ms. With N replicas behind a balancer a key can therefore send up
-to N times its limit. GAP (issue 13): a shared budget, e.g. each replica taking leases of
-tokens from a NATS KV counter, so the round trip is paid once per lease, not per request.
+This is each replica's burst guard (a second's worth at once, by default). The per-minute
+budget that all replicas share is counted in NATS KV (budget.py), behind this bucket; a
+gateway run without the bus (LocalLimiter, tests) has this bucket alone.
 
 The clock is injected, so tests drive time instead of sleeping.
 """

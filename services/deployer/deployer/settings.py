@@ -40,6 +40,12 @@ class DeployerSettings(BaseSettings):
     burst: int | None = Field(
         default=None, ge=1, description="requests a key may send at once; null: a second's worth"
     )
+    rate_timeout_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="the wait for the shared rate count (NATS KV); past it a request is admitted "
+        "on this replica's own bucket and counted (distillery_gateway_rate_unshared_total)",
+    )
     key_refresh_s: float = Field(
         default=1.0, gt=0, description="how often the gateway re-reads keys (revocations)"
     )
