@@ -76,8 +76,15 @@ async def test_a_gone_bus_admits_on_the_replicas_own_bucket_and_counts_it(privat
         before = RATE_UNSHARED._value.get()
         private_nats.kill()
         # The lease (2 tokens) covers one more; the renewal after it cannot reach the bus.
-        decisions = [await replica.budget.check("app", 100) for _ in range(3)]
+        decisions = [await replica.budget.check("app", 100) for _ in range(2)]
+        asked = replica.calls
+        # The requests right after do not each wait for the bus again; all are counted.
+        decisions += [await replica.budget.check("app", 100) for _ in range(3)]
         assert all(d.allowed for d in decisions)
-        assert RATE_UNSHARED._value.get() >= before + 1
+        assert replica.calls == asked
+        assert RATE_UNSHARED._value.get() == before + 4
+        clock[0] += 6  # then the shared count is tried again
+        assert (await replica.budget.check("app", 100)).allowed
+        assert replica.calls == asked + 1
     finally:
         await replica.close()

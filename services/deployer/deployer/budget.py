@@ -17,8 +17,10 @@ What that promises:
   a second's worth at once), so a minute's budget cannot arrive in one instant.
 
 When the bus cannot answer within `timeout_s`, the request is admitted on the replica's own
-bucket alone and counted (`distillery_gateway_rate_unshared_total`): a slow or absent NATS
-must not fail requests. The minute's counters expire with the bucket's TTL (two minutes).
+bucket alone and counted (`distillery_gateway_rate_unshared_total`), and so are the requests
+of the next UNSHARED_S seconds without asking again: a slow or absent NATS must neither fail
+requests nor slow each of them by the timeout. The minute's counters expire with the
+bucket's TTL (two minutes).
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ from .limits import Decision, RateLimiter
 log = get_logger(__name__)
 
 WINDOW_S = 60
+# After the bus failed to answer, requests skip the shared count this long: one request pays
+# the timeout, the ones after it are not each slowed by it.
+UNSHARED_S = 5.0
 _TRIES = 8  # compare-and-set attempts against other replicas before giving up on this request
 
 
@@ -101,12 +106,16 @@ class SharedBudget:
         self._renewing: dict[str, asyncio.Lock] = {}
         self._spent: dict[str, int] = {}  # key -> the minute its shared count was found spent
         self._warned = 0.0
+        self._unshared_until = 0.0
 
     async def check(self, key: str, per_minute: int) -> Decision:
         burst = self._local.check(key, per_minute)
         if not burst.allowed:
             return burst
         if self._spend(key):
+            return Decision(True)
+        if self._clock() < self._unshared_until:
+            RATE_UNSHARED.inc()
             return Decision(True)
         if self._known_spent(key):  # no round trip to learn it again
             return self._refusal(self._clock())
@@ -136,6 +145,7 @@ class SharedBudget:
             granted = await asyncio.wait_for(self._take(key, window, per_minute), self._timeout_s)
         except (TimeoutError, NatsError, JetStreamError, Contended, OSError) as exc:
             RATE_UNSHARED.inc()
+            self._unshared_until = now + UNSHARED_S
             if now - self._warned > WINDOW_S:  # once a minute, not once a request
                 self._warned = now
                 log.warning("rate budget not shared: admitted on this replica's", error=repr(exc))

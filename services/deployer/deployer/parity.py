@@ -63,10 +63,10 @@ class ParityResult:
             return f"nothing was compared: {self.unmeasured or 'no golden row has a reply'}"
         head = (
             f"{len(self.mismatches)} of {self.checked} replayed golden rows differ from the "
-            f"evaluator's replies (tolerance {self.tolerance:.0%})"
+            f"replies measured for this model (tolerance {self.tolerance:.0%})"
         )
         lines = [
-            f"- row {m.row_id}: evaluator {m.recorded[:200]!r}, served {m.served[:200]!r}"
+            f"- row {m.row_id}: measured {m.recorded[:200]!r}, served {m.served[:200]!r}"
             for m in self.mismatches[:limit]
         ]
         more = len(self.mismatches) - limit
