@@ -74,6 +74,7 @@ class Controller:
         self._published: dict[str, RouteEntry] = {}
         self._bucket_read = False
         self._upstream = Upstream(timeout_s=settings.upstream_timeout_s)
+        self._deps = Deps(db=db, artifacts=artifacts, settings=settings)
 
     async def _server_for(self, deployment: repo.Deployment) -> ModelServer | None:
         if deployment.candidate_kind != "llama.cpp":
@@ -156,8 +157,7 @@ class Controller:
         log.warning(
             "serving parity failed", deployment=str(deployment.deployment_id), diff=result.diff()
         )
-        deps = Deps(db=self._db, artifacts=self._artifacts, settings=self._settings)
-        await block(deps, deployment, result.diff())
+        await block(self._deps, deployment, result.diff())
         return False
 
     async def _spec(self, deployment: repo.Deployment) -> TaskSpec:
@@ -203,11 +203,10 @@ class Controller:
         """The automatic rule, once, for every unfinished rollout whose arms have metrics."""
         if self._metrics is None:
             return []
-        deps = Deps(db=self._db, artifacts=self._artifacts, settings=self._settings)
         decisions = []
         for deployment in await repo.unfinished(self._db):
             candidate, live = await self._metrics.arm_stats(deployment)
-            decision = await advance(deps, deployment.deployment_id, candidate, live)
+            decision = await advance(self._deps, deployment.deployment_id, candidate, live)
             if decision.action != "wait":
                 log.info(
                     "rollout decided",
