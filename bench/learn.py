@@ -111,7 +111,13 @@ def evaluate(model_dir: Path, adapter: Path | None, spec, golden, batch_size: in
 def train(model_dir: Path, rows, args, work: Path) -> tuple[Path, dict[str, Any]]:
     from trainer.ml import Hyperparameters, LoraSFTRecipe, RecipeOptions
 
-    options = RecipeOptions(max_seq_len=384, batch_size=args.batch_size, seed=42, save_steps=10**9)
+    options = RecipeOptions(
+        max_seq_len=384,
+        batch_size=args.batch_size,
+        seed=42,
+        save_steps=10**9,
+        text_loss=args.replay_text_loss,
+    )
     hp = Hyperparameters(
         rank=args.rank, alpha=2 * args.rank, learning_rate=args.lr, epochs=args.epochs
     )
@@ -173,6 +179,13 @@ def main() -> None:
         default=0,
         help="add this many plain-text rows: the base's own continuations of short openers, "
         "trained on every token (the spec's training.replay.text_share)",
+    )
+    parser.add_argument(
+        "--replay-text-loss",
+        choices=("lm", "kl"),
+        default="lm",
+        help="the text rows' loss (the spec's training.replay.text_loss): 'lm' learns the "
+        "sampled continuation, 'kl' the base's own next-token distribution",
     )
     args = parser.parse_args()
 

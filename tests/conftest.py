@@ -1,1 +1,6 @@
-pytest_plugins = ["tests.fixtures.infra", "tests.fixtures.s3", "tests.fixtures.models"]
+pytest_plugins = [
+    "tests.fixtures.infra",
+    "tests.fixtures.s3",
+    "tests.fixtures.models",
+    "tests.fixtures.gateway",
+]

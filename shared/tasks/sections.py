@@ -60,6 +60,13 @@ class Replay(Spec):
         "Chat replies keep a chat model's general skills; a pretrained base's general text "
         "lies outside any chat template, and these keep its perplexity there",
     )
+    text_loss: Literal["lm", "kl"] = Field(
+        default="lm",
+        description="how plain-text rows are learned: 'lm', the cross-entropy of the base's "
+        "sampled continuation; 'kl', the divergence from the base's own next-token "
+        "distribution at every position (zero while the student equals the base, so it "
+        "costs the task nothing until the student drifts)",
+    )
 
 
 class Training(Spec):

@@ -6,9 +6,9 @@ field. It is not a model and infers nothing:
 - asked to *write an input* (a prompt with a "Use case: <name>" line, "Kind: negative" for a
   negative), it returns the next ticket of that kind from the pack's synthetic split;
 - asked the production question (system = the task's instructions, user = a ticket), it looks
-  the ticket up among the tickets it knows (synthetic split and golden set), whose labels are
-  correct by construction, and answers with the label; a ticket it never saw gets the task's
-  refusal ({"category": "unknown", ..., "needs_human": true}).
+  the ticket up among the tickets it knows (synthetic split, golden set and the demo's
+  production tickets), whose labels are correct by construction, and answers with the label;
+  a ticket it never saw gets the task's refusal ({"category": "unknown", ..., "needs_human": true}).
 A real deployment points `teacher.base_url` at any OpenAI-compatible endpoint instead.
 
 Its latency is simulated, so that a student's latency is compared with something like a real
@@ -40,6 +40,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 _USE_CASE = re.compile(r"^Use case: ([a-z0-9_-]+)", re.MULTILINE)
 _NEGATIVE = re.compile(r"^Kind: negative", re.MULTILINE)
+PRODUCTION_SEED = 20261202
 MODEL = "stand-in-teacher (scripted answers from the task pack; not a model)"
 
 
@@ -70,6 +71,15 @@ def _generator():
 def synthetic_rows(n: int = 2000, seed: int = 7) -> list[dict[str, Any]]:
     # The synthetic split shares no sentence with the golden set, so curation keeps it.
     return _generator().make_examples(n, seed, split="synthetic")
+
+
+def production_rows(n: int = 400, seed: int = PRODUCTION_SEED) -> list[dict[str, Any]]:
+    """The demo's production traffic (shared/cli/traffic.py): golden-split words, so no
+    training ticket shares a sentence with them, drawn with their own seed, golden rows left
+    out. The student meets them first in production, as it would meet real traffic."""
+    golden = {r["input"] for r in golden_rows()}
+    rows = _generator().make_examples(n + len(golden), seed, split="golden")
+    return [r for r in rows if r["input"] not in golden][:n]
 
 
 def golden_rows() -> list[dict[str, Any]]:
@@ -166,7 +176,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.tokens_per_s <= 0 or args.ttft_ms < 0:
         parser.error("--tokens-per-s must be above 0 and --ttft-ms not below 0")
-    teacher = StandInTeacher(synthetic_rows(), golden_rows())
+    teacher = StandInTeacher(synthetic_rows(), [*golden_rows(), *production_rows()])
     latency = None if args.no_latency else SimulatedLatency(args.ttft_ms, args.tokens_per_s)
     app = create_app(teacher, latency)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -9,124 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass, field
-from uuid import uuid4
 
 import httpx2
 import openai
 import pytest
 
-from deployer.assemble import gateway_deps
-from deployer.domain import Backend, Route
-from deployer.gateway import GatewayDeps, RoutingTable, create_gateway
-from deployer.keys import KeyRing, issue
-from deployer.settings import DeployerSettings
-from shared.events import Event, FeedbackRecorded, TrafficLogged
+from shared.events import FeedbackRecorded
 from shared.models.decoding import response_format
-from shared.tasks import parse_spec
+from tests.fixtures.gateway import TASK, wait_for
 from tests.fixtures.openai_upstream import (
     FREE_TEXT,
     SCHEMA_ANSWER,
-    LoopbackUpstream,
-    loopback_upstream,
-    serving,
 )
-from tests.fixtures.teacher_server import toy_spec
-
-TASK = "toy-triage"
-
-
-@dataclass
-class Recorder:
-    events: list[Event] = field(default_factory=list)
-    stall: bool = False
-
-    async def publish_event(self, event: Event) -> None:
-        if self.stall:
-            await asyncio.Event().wait()  # a bus that never answers
-        self.events.append(event)
-
-    def of(self, cls: type[Event]) -> list:
-        return [e for e in self.events if isinstance(e, cls)]
-
-
-@dataclass
-class Gateway:
-    url: str
-    deps: GatewayDeps
-    student: LoopbackUpstream
-    teacher: LoopbackUpstream
-    published: Recorder
-    keys: dict[str, str]  # name -> secret
-
-    def client(self, key: str = "all", **options) -> openai.OpenAI:
-        return openai.OpenAI(
-            base_url=f"{self.url}/v1", api_key=self.keys.get(key, key), max_retries=0, **options
-        )
-
-    def traces(self) -> list[TrafficLogged]:
-        return self.published.of(TrafficLogged)
-
-
-def wait_for(predicate, timeout: float = 5.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
-
-
-MakeGateway = Callable[..., Gateway]
-
-
-@pytest.fixture
-def make_gateway() -> Iterator[MakeGateway]:
-    """A gateway in front of a student and a teacher upstream; `stage` sets a rollout."""
-    with ExitStack() as stack:
-
-        def make(
-            stage: str | None = None, share: float = 0.0, rpm: int | None = None, **settings
-        ) -> Gateway:
-            student = stack.enter_context(loopback_upstream(name="student-adapter"))
-            teacher = stack.enter_context(loopback_upstream(name="teacher-model"))
-            spec = parse_spec(toy_spec(teacher.url))
-            live = Backend("teacher", teacher.url, "teacher-model", "teacher-model")
-            candidate = Backend("student", student.url, "student-adapter", "a" * 64, uuid4())
-            if stage is None:  # the student is live, no rollout
-                route = Route(TASK, spec, candidate)
-            else:
-                route = Route(TASK, spec, live, candidate, stage, share)
-            other = Route("other-task", spec, live)
-            secrets, records = {}, []
-            for name, tasks, admin in [
-                ("all", [TASK, "other-task"], False),
-                ("toy", [TASK], False),
-                ("other", ["other-task"], False),
-                ("admin", [], True),
-            ]:
-                secret, record = issue(name, tasks, admin=admin, requests_per_minute=rpm)
-                secrets[name] = secret
-                records.append(record)
-            published = Recorder()
-            deps = gateway_deps(
-                DeployerSettings(**settings),
-                KeyRing(records),
-                RoutingTable({TASK: route, "other-task": other}),
-                published,
-            )
-            url = stack.enter_context(serving(create_gateway(deps)))
-            return Gateway(url, deps, student, teacher, published, secrets)
-
-        yield make
-
-
-@pytest.fixture
-def gateway(make_gateway: MakeGateway) -> Gateway:
-    return make_gateway()
 
 
 def user(text: str) -> list[dict[str, str]]:

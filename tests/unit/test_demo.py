@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from shared.cli.demo import describe
+from shared.cli.demo_events import describe
 from shared.cli.demo_task import DEMO_GOLDEN_ROWS, PACK, STUDENTS, write_demo_task
 from shared.tasks import load_spec
 
@@ -34,8 +34,10 @@ def test_the_gemma_demo_is_sized_as_the_bench_measured_it_and_evaluates_on_64_ro
     search = spec.training.search
     assert (search.rank, search.alpha, search.epochs) == ([16], [32], [2])
     assert search.learning_rate.low == search.learning_rate.high == 4e-4
-    # The spec's own replay share survives the sizing: the general-regression gate needs it.
-    assert spec.training.replay.share == 0.15
+    # A pretrained base keeps its general text with plain-text rows learned as the KL from
+    # its own distribution, and needs no chat rows.
+    replay = spec.training.replay
+    assert (replay.share, replay.text_share, replay.text_loss) == (0.0, 0.25, "kl")
     # Never by lowering the quality bar.
     assert spec.thresholds.min_quality_vs_teacher >= 0.85
     golden = (tmp_path / "task" / "golden.jsonl").read_text().splitlines()

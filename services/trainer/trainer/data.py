@@ -92,6 +92,9 @@ def encode(tokenizer: Any, messages: list[dict[str, str]], max_len: int) -> Enco
         # A token straddling a boundary belongs to the prompt: never learn the prompt.
         if any(start >= span.start and end <= span.stop for span in spans) and end > start:
             labels[t] = ids[t]
+    # is_text_row tells a plain-text row by a label at position 1; a template always puts a
+    # user turn first, so this only pins down that invariant.
+    labels[:2] = [IGNORE_INDEX] * min(2, len(labels))
     ids, labels = ids[:max_len], labels[:max_len]
     if all(label == IGNORE_INDEX for label in labels):
         return None
@@ -118,6 +121,13 @@ def encode_text(tokenizer: Any, text: str, max_len: int) -> Encoded | None:
     if sum(label != IGNORE_INDEX for label in labels) < 2:
         return None
     return Encoded(ids, labels)
+
+
+def is_text_row(labels: Any) -> Any:
+    """Which rows of a collated (right-padded) batch are plain-text rows: `encode_text` labels
+    every token after the tokenizer's BOS, so position 1 carries a label; a chat row's first
+    label follows at least the template's user turn, so its position 1 never does."""
+    return labels[:, 1] != IGNORE_INDEX
 
 
 def encode_rows(tokenizer: Any, rows: Iterable[dict[str, Any]], max_len: int) -> EncodedSet:

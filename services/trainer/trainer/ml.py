@@ -69,6 +69,7 @@ class RecipeOptions:
     # layer's input; bench/README.md); set TRAINER_LORA_DROPOUT to trade speed for it.
     lora_dropout: float = 0.0
     loss: str = "auto"  # auto | plain | fused
+    text_loss: str = "lm"  # lm | kl: plain-text replay rows' loss (the spec's replay.text_loss)
     memory_budget_mib: int | None = None  # None: a share of the free memory (memory.py)
 
 
@@ -204,6 +205,7 @@ class LoraSFTRecipe:
             callbacks=self.callbacks,
         )
         self.trainer.plain_loss = self.plan["plain_loss"]
+        self.trainer.text_kl = self.plan["text_loss"] == "kl"
         if self.plan["batching"] == "grouped":
             self.trainer.group_seed = self.options.seed
 

@@ -53,8 +53,14 @@ def resolve(options: RecipeOptions, hw: dict[str, Any]) -> dict[str, Any]:
     if quantize == "4bit" and not (on_gpu and hw["bitsandbytes"]):
         quantize = "none"
     batching = options.batching
+    # The KL of plain-text replay rows (safe_trainer.replay_kl_loss) is taken row by row in
+    # padded batches, in the plain loss path.
+    text_kl = options.text_loss == "kl"
+    if text_kl and (batching == "padding_free" or options.loss == "fused"):
+        raise ValueError("text_loss kl needs padded batches and the plain loss")
     if batching == "auto":
-        batching = "padding_free" if on_gpu and hw["flash_attention"] else "grouped"
+        flat = on_gpu and hw["flash_attention"] and not text_kl
+        batching = "padding_free" if flat else "grouped"
     return {
         "precision": precision,
         # CPU: bf16 only with AMX/AVX512-BF16; the report says which path this machine took.
@@ -70,7 +76,9 @@ def resolve(options: RecipeOptions, hw: dict[str, Any]) -> dict[str, Any]:
             options.gradient_checkpointing, True if quantize == "4bit" else None
         ),
         "quantize": quantize,
-        "plain_loss": options.loss == "plain" or (options.loss == "auto" and not on_gpu),
+        "plain_loss": options.loss == "plain"
+        or (options.loss == "auto" and (not on_gpu or text_kl)),
+        "text_loss": options.text_loss,
     }
 
 

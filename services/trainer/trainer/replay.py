@@ -246,7 +246,8 @@ def for_run(
     if chat + text <= 0:
         return [], {"asked": 0}
     counted = {"asked": chat, "asked_text": text}
-    header = {**counted, "seed": seed, **replay.model_dump()}
+    # What the rows are made from; how they are learned (text_loss) does not change them.
+    header = {**counted, "seed": seed, **replay.model_dump(exclude={"text_loss"})}
     if path.exists():
         kept = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
         if kept and kept[0] == header:

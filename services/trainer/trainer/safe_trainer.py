@@ -15,7 +15,7 @@ from functools import cache
 from typing import Any
 
 from .checkpoint import SafeStateMixin
-from .data import IGNORE_INDEX, GroupedSampler
+from .data import IGNORE_INDEX, GroupedSampler, is_text_row
 
 
 def assistant_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None):
@@ -46,6 +46,42 @@ def assistant_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any =
     return total / max(count, 1), outputs  # max: a batch with no label scores 0, not NaN
 
 
+def replay_kl_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None):
+    """(loss, outputs): `assistant_loss` for chat rows, KL(base || student) summed over every
+    labelled position of the plain-text rows (`data.is_text_row`); one normaliser for both, so
+    a text row's position weighs what a chat row's labelled token weighs. `model` is a peft
+    model: the base is the same forward with the adapter disabled, without gradients."""
+    import torch
+    import torch.nn.functional as F
+
+    labels = inputs["labels"]
+    text = is_text_row(labels)
+    if not bool(text.any()):
+        return assistant_loss(model, inputs, num_items_in_batch)
+    inputs = dict(inputs)
+    inputs.pop("labels")
+    targets = labels[:, 1:]
+    keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().flatten()
+    outputs = model(**inputs, use_cache=False, logits_to_keep=keep)
+    logits = outputs.logits.float()
+    picked = targets[:, keep]
+    chat = picked.masked_fill(text[:, None], IGNORE_INDEX)
+    total = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), chat.reshape(-1),
+        ignore_index=IGNORE_INDEX, reduction="sum",
+    )  # fmt: skip
+    only_text = {k: v[text] if torch.is_tensor(v) and v.shape[:1] == text.shape else v
+                 for k, v in inputs.items()}  # fmt: skip
+    with torch.no_grad(), model.disable_adapter():
+        base = model(**only_text, use_cache=False, logits_to_keep=keep).logits.float()
+    where = picked[text] != IGNORE_INDEX
+    student = F.log_softmax(logits[text][where], dim=-1)
+    reference = F.log_softmax(base[where], dim=-1)
+    total = total + F.kl_div(student, reference, log_target=True, reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else (picked != IGNORE_INDEX).sum()
+    return total / max(count, 1), outputs
+
+
 @cache
 def safe_sft_trainer() -> type:
     from trl import SFTTrainer
@@ -54,11 +90,16 @@ def safe_sft_trainer() -> type:
         plain_loss = False
         # Set: batches of similar length, in an order drawn from this seed and the epoch.
         group_seed: int | None = None
+        text_kl = False  # plain-text replay rows under replay_kl_loss (padded batches only)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if not self.plain_loss:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            loss, outputs = assistant_loss(model, inputs, num_items_in_batch)
+            if self.text_kl and model.training:
+                peft_model = self.accelerator.unwrap_model(model)
+                loss, outputs = replay_kl_loss(peft_model, inputs, num_items_in_batch)
+            else:
+                loss, outputs = assistant_loss(model, inputs, num_items_in_batch)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 # As the HF Trainer does: the count is summed over processes, DDP averages.
                 loss = loss * self.accelerator.num_processes

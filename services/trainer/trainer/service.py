@@ -184,6 +184,7 @@ def recipe_options(s: TrainerSettings, spec: TaskSpec) -> RecipeOptions:
         max_steps=s.max_steps,
         memory_budget_mib=s.memory_budget_mib,
         lora_dropout=s.lora_dropout,
+        text_loss=spec.training.replay.text_loss,
     )
 
 

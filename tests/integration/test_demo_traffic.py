@@ -1,0 +1,91 @@
+"""The demo's simulated users (shared/cli/traffic.py) on the official `openai` client against a
+real gateway on loopback: their feedback follows the answers they got, never a fixed rate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared.cli import traffic
+from shared.cli.demo_task import PACK
+from shared.cli.traffic import (
+    Ticket,
+    User,
+    judged,
+    pack_teacher,
+    production_tickets,
+    simulate,
+)
+from shared.events import FeedbackRecorded, TrafficLogged
+from tests.fixtures.gateway import TASK, wait_for
+from tests.fixtures.openai_upstream import SCHEMA_ANSWER
+
+SERVED = json.loads(SCHEMA_ANSWER)  # what the scripted student answers every ticket
+WRONG = {"label": "shipping", "urgent": True}
+
+
+def test_users_rate_right_answers_and_correct_wrong_ones_through_the_gateway(make_gateway):
+    gateway = make_gateway()
+    tickets = [
+        Ticket("charged twice", SERVED),  # ann: right, rated +1
+        Ticket("parcel lost", WRONG),  # bob: wrong, rated -1 (he never corrects)
+        Ticket("parcel late", WRONG),  # ann: wrong, corrected
+        Ticket("refund please", SERVED),  # bob: right, not rated (he never rates)
+    ]
+    users = [User("ann", correct_share=1.0, rate_share=1.0), User("bob", 0.0, 0.0)]
+    seen = []
+    got = simulate(
+        f"{gateway.url}/v1", gateway.keys["toy"], TASK, tickets, users, on_sent=seen.append
+    )
+
+    assert len(seen) == len(got.sent) == 4 and all(s.ok for s in got.sent)
+    by_user = {(s.user, s.right, s.feedback) for s in got.sent}
+    assert by_user == {
+        ("ann", True, "+1"),
+        ("ann", False, "correction"),
+        ("bob", False, "-1"),
+        ("bob", True, None),
+    }
+    assert got.line().startswith("4 requests from 2 users, 0 errors, P50 ")
+    assert "2 of 4 answers right; feedback: 1 x +1, 1 x -1, 1 corrections" in got.line()
+
+    wait_for(lambda: len(gateway.published.of(FeedbackRecorded)) == 3)
+    traces = {t.request_id: t for t in gateway.published.of(TrafficLogged)}
+    said = {(f.user_id, f.rating, f.correction) for f in gateway.published.of(FeedbackRecorded)}
+    # The gateway scopes a user id to the key that vouches for it.
+    assert said == {
+        ("toy/ann", 1, None),
+        ("toy/bob", -1, None),
+        ("toy/ann", None, json.dumps(WRONG)),
+    }
+    # Every verdict names a request the gateway logged, from the user who sent it.
+    for f in gateway.published.of(FeedbackRecorded):
+        assert f.request_id in traces and f.task_name == TASK
+
+
+def test_a_key_the_gateway_refuses_is_an_error_and_draws_no_feedback(make_gateway, monkeypatch):
+    monkeypatch.setattr(traffic, "KEY_WAIT_S", 0.5)
+    gateway = make_gateway()
+    got = simulate(f"{gateway.url}/v1", "not-a-key", TASK, [Ticket("x", SERVED)], [User("ann")])
+    assert [(s.ok, s.right, s.feedback) for s in got.sent] == [(False, None, None)]
+    assert got.percentile(0.5) is None and "1 errors, no answers" in got.line()
+    assert not gateway.published.of(FeedbackRecorded)
+
+
+def test_an_answer_is_right_only_when_every_labelled_field_is():
+    assert judged(json.dumps({**SERVED, "extra": 1}), SERVED)
+    assert judged(json.dumps(WRONG), SERVED) is False
+    assert judged("not json", SERVED) is False and judged("[1]", SERVED) is False
+    assert judged(None, SERVED) is None
+
+
+@pytest.mark.slow
+def test_production_tickets_are_neither_golden_nor_training_tickets():
+    made = production_tickets(PACK, 400)
+    assert len({t.input for t in made}) == 400
+    teacher = pack_teacher(PACK)
+    golden = {r["input"] for r in teacher.golden_rows()}
+    synthetic = {r["input"] for r in teacher.synthetic_rows()}
+    assert not {t.input for t in made} & (golden | synthetic)
+    assert {t.output["language"] for t in made} == {"en", "de", "fr", "es"}
