@@ -65,19 +65,26 @@ def replay_kl_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any =
     outputs = model(**inputs, use_cache=False, logits_to_keep=keep)
     logits = outputs.logits.float()
     picked = targets[:, keep]
-    chat = picked.masked_fill(text[:, None], IGNORE_INDEX)
-    total = F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), chat.reshape(-1),
-        ignore_index=IGNORE_INDEX, reduction="sum",
-    )  # fmt: skip
+    total = logits.new_zeros(())
+    if not bool(text.all()):
+        chat = picked.masked_fill(text[:, None], IGNORE_INDEX)
+        total = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), chat.reshape(-1),
+            ignore_index=IGNORE_INDEX, reduction="sum",
+        )  # fmt: skip
     only_text = {k: v[text] if torch.is_tensor(v) and v.shape[:1] == text.shape else v
                  for k, v in inputs.items()}  # fmt: skip
     with torch.no_grad(), model.disable_adapter():
         base = model(**only_text, use_cache=False, logits_to_keep=keep).logits.float()
-    where = picked[text] != IGNORE_INDEX
-    student = F.log_softmax(logits[text][where], dim=-1)
-    reference = F.log_softmax(base[where], dim=-1)
-    total = total + F.kl_div(student, reference, log_target=True, reduction="sum")
+        p = torch.softmax(base, dim=-1)
+        neg_entropy = (p * base).sum(-1) - torch.logsumexp(base, dim=-1)
+        del base
+    # KL(p || softmax(s)) = logsumexp(s) - <p, s> - H(p): two passes over the vocabulary and
+    # a gradient of softmax(s) - p, where log_softmax and kl_div take several (measured on
+    # Gemma's 262k vocabulary: 18 s against 35 s for a batch of 8 x 156 tokens).
+    student = logits if bool(text.all()) else logits[text]
+    kl = torch.logsumexp(student, dim=-1) - (p * student).sum(-1) + neg_entropy
+    total = total + (kl * (picked[text] != IGNORE_INDEX)).sum()
     count = num_items_in_batch if num_items_in_batch is not None else (picked != IGNORE_INDEX).sum()
     return total / max(count, 1), outputs
 
