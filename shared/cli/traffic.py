@@ -119,6 +119,7 @@ def simulate(
     one arm. Returns what the clients saw."""
     traffic, lock = Traffic(), threading.Lock()
     work = iter(enumerate(tickets))
+    ready_by = time.monotonic() + KEY_WAIT_S  # once for the run, not per request
 
     def run() -> None:
         from openai import OpenAI
@@ -133,7 +134,7 @@ def simulate(
             number, ticket = item
             user = users[number % len(users)]
             rng = random.Random(f"{seed}/{number}")  # noqa: S311 - a simulation, not a secret
-            sent = _ask(client, task, ticket, user, {USER_HEADER: user.name}, rng)
+            sent = _ask(client, task, ticket, user, {USER_HEADER: user.name}, rng, ready_by)
             with lock:
                 traffic.sent.append(sent)
             if on_sent:
@@ -145,13 +146,14 @@ def simulate(
     return traffic
 
 
-def _ask(client, task: str, ticket: Ticket, user: User, headers: dict, rng) -> Sent:
+def _ask(
+    client, task: str, ticket: Ticket, user: User, headers: dict, rng, ready_by: float
+) -> Sent:
     import httpx2
     from openai import APIError
 
     began = time.perf_counter()
     messages = [{"role": "user", "content": ticket.input}]
-    deadline = time.monotonic() + KEY_WAIT_S
     while True:
         try:
             raw = client.chat.completions.with_raw_response.create(
@@ -162,7 +164,7 @@ def _ask(client, task: str, ticket: Ticket, user: User, headers: dict, rng) -> S
             # 401 until the gateway has read a key made a moment ago, 404 until it has read
             # the route of a task applied a moment ago.
             ready = getattr(exc, "status_code", None) not in (401, 404)
-            if not ready and time.monotonic() < deadline:
+            if not ready and time.monotonic() < ready_by:
                 time.sleep(0.5)
                 began = time.perf_counter()
                 continue

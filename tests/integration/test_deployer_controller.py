@@ -33,6 +33,7 @@ from shared.db import Database
 from shared.events import TrafficLogged
 from shared.settings import PlatformSettings
 from shared.tasks.load import spec_from_json
+from shared.tasks.registry import register
 from tests.fixtures.measured import measure_gguf, requantized
 from tests.fixtures.openai_upstream import FREE_TEXT, loopback_upstream, serving
 from tests.fixtures.streams import stream_messages
@@ -224,3 +225,29 @@ async def _shadow_trace(url: str) -> TrafficLogged:
         if time.monotonic() > deadline:
             raise AssertionError("no shadow trace")
         await asyncio.sleep(0.5)
+
+
+async def test_a_registered_task_is_served_by_its_teacher_before_any_student(
+    private_nats, sqlite_db: Database, tmp_path: Path
+):
+    """The analysis phase: production traffic reaches the teacher before any deployment."""
+    store = AsyncArtifactStore(LocalArtifactStore(tmp_path / "store"))
+    nc = await nats.connect(private_nats.url)
+    kv = await routes_bucket(nc.jetstream())
+    first = await store.put_bytes(json.dumps(toy_spec("http://127.0.0.1:9/v1")).encode())
+    await register(sqlite_db, "toy-triage", first)
+    controller = Controller(sqlite_db, store, DeployerSettings(), tmp_path / "work")
+    try:
+        assert await controller.run_once(kv) == 1
+        route = await route_of(kv, "toy-triage")
+        assert (route.live.kind, route.live.base_url) == ("teacher", "http://127.0.0.1:9/v1")
+        assert route.candidate is None and route.spec == first
+        assert await controller.run_once(kv) == 0  # nothing changed: nothing rewritten
+        # A new version of the task: its teacher, from its spec.
+        second = await store.put_bytes(json.dumps(toy_spec("http://127.0.0.1:10/v1")).encode())
+        await register(sqlite_db, "toy-triage", second)
+        assert await controller.run_once(kv) == 1
+        assert (await route_of(kv, "toy-triage")).live.base_url == "http://127.0.0.1:10/v1"
+    finally:
+        await controller.close()
+        await nc.close()

@@ -29,8 +29,10 @@ from nats.js.kv import KeyValue
 
 from shared.artifacts import AsyncArtifactStore
 from shared.db import Database
+from shared.events.base import ArtifactRef
 from shared.logs import get_logger
 from shared.tasks import TaskSpec, spec_from_json
+from shared.tasks.registry import list_specs
 
 from . import parity
 from . import repository as repo
@@ -125,7 +127,7 @@ class Controller:
         """Serving parity before the routes point at a new server (parity.py); a failure rolls
         the deployment back with the diff. A live (full) student's restart is not re-checked:
         its file is the one that passed, verified by its sha256 on the way in."""
-        spec = await self._spec(deployment)
+        spec = await self._spec(deployment.task_spec)
         backend = Backend(
             "student",
             served.base_url,
@@ -160,8 +162,7 @@ class Controller:
         await block(self._deps, deployment, result.diff())
         return False
 
-    async def _spec(self, deployment: repo.Deployment) -> TaskSpec:
-        ref = deployment.task_spec
+    async def _spec(self, ref: ArtifactRef) -> TaskSpec:
         if ref.sha256 not in self._specs:
             self._specs[ref.sha256] = spec_from_json(await self._artifacts.get_bytes(ref))
         return self._specs[ref.sha256]
@@ -182,8 +183,15 @@ class Controller:
         if not self._bucket_read:
             await self._read_bucket(kv)
             self._bucket_read = True
-        specs = {d.task_spec.sha256: await self._spec(d) for d in deployments}
+        specs = {d.task_spec.sha256: await self._spec(d.task_spec) for d in deployments}
         desired = desired_routes(deployments, specs)
+        # A registered task that no deployment serves yet is served by its teacher: its
+        # production traffic and traces come before any student (the seed's analysis phase).
+        for row in await list_specs(self._db):
+            if row.name not in desired:
+                ref = row.ref()
+                live = teacher_entry(await self._spec(ref))
+                desired[row.name] = RouteEntry(task=row.name, spec=ref, live=live)
         # A task whose only rollout ended without a full student goes back to its teacher.
         for task, old in self._published.items():
             if task not in desired and (old.candidate is not None or old.live.kind != "teacher"):
