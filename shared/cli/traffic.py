@@ -120,6 +120,7 @@ def simulate(
     traffic, lock = Traffic(), threading.Lock()
     work = iter(enumerate(tickets))
     ready_by = time.monotonic() + KEY_WAIT_S  # once for the run, not per request
+    stop = threading.Event()  # Ctrl-C: every user stops after the request in flight
 
     def run() -> None:
         from openai import OpenAI
@@ -128,26 +129,37 @@ def simulate(
         client = OpenAI(base_url=base_url, api_key=api_key, max_retries=8, timeout=120)
         while True:
             with lock:
-                item = next(work, None)
+                item = None if stop.is_set() else next(work, None)
             if item is None:
                 return
             number, ticket = item
             user = users[number % len(users)]
             rng = random.Random(f"{seed}/{number}")  # noqa: S311 - a simulation, not a secret
-            sent = _ask(client, task, ticket, user, {USER_HEADER: user.name}, rng, ready_by)
+            sent = _ask(client, task, ticket, user, {USER_HEADER: user.name}, rng, ready_by, stop)
             with lock:
                 traffic.sent.append(sent)
             if on_sent:
                 on_sent(sent)
 
-    with ThreadPoolExecutor(concurrency, thread_name_prefix="user") as pool:
+    pool = ThreadPoolExecutor(concurrency, thread_name_prefix="user")
+    try:
         for done in [pool.submit(run) for _ in range(concurrency)]:
             done.result()
+    finally:
+        stop.set()
+        pool.shutdown(wait=True)
     return traffic
 
 
 def _ask(
-    client, task: str, ticket: Ticket, user: User, headers: dict, rng, ready_by: float
+    client,
+    task: str,
+    ticket: Ticket,
+    user: User,
+    headers: dict,
+    rng,
+    ready_by: float,
+    stop: threading.Event,
 ) -> Sent:
     import httpx2
     from openai import APIError
@@ -164,7 +176,7 @@ def _ask(
             # 401 until the gateway has read a key made a moment ago, 404 until it has read
             # the route of a task applied a moment ago.
             ready = getattr(exc, "status_code", None) not in (401, 404)
-            if not ready and time.monotonic() < ready_by:
+            if not ready and time.monotonic() < ready_by and not stop.is_set():
                 time.sleep(0.5)
                 began = time.perf_counter()
                 continue
