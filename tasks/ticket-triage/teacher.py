@@ -73,13 +73,24 @@ def synthetic_rows(n: int = 2000, seed: int = 7) -> list[dict[str, Any]]:
     return _generator().make_examples(n, seed, split="synthetic")
 
 
-def production_rows(n: int = 400, seed: int = PRODUCTION_SEED) -> list[dict[str, Any]]:
-    """The demo's production traffic (shared/cli/traffic.py): golden-split words, so no
-    training ticket shares a sentence with them, drawn with their own seed, golden rows left
-    out. The student meets them first in production, as it would meet real traffic."""
+PRODUCTION_ROWS = 400
+
+
+def production_rows(n: int = PRODUCTION_ROWS) -> list[dict[str, Any]]:
+    """The first n of the demo's production traffic (shared/cli/traffic.py): golden-split
+    words, so no training ticket shares a sentence with them, drawn with their own seed, golden
+    rows left out. The student meets them first in production, as it would meet real traffic.
+    Always cut from one pool of PRODUCTION_ROWS: a draw's rows depend on how many it makes."""
+    if not 0 <= n <= PRODUCTION_ROWS:
+        raise ValueError(f"n must be 0 to {PRODUCTION_ROWS}, not {n}")
     golden = {r["input"] for r in golden_rows()}
-    rows = _generator().make_examples(n + len(golden), seed, split="golden")
-    return [r for r in rows if r["input"] not in golden][:n]
+    made = _generator().make_examples(PRODUCTION_ROWS + len(golden), PRODUCTION_SEED)
+    return [r for r in made if r["input"] not in golden][:n]
+
+
+def known_rows() -> list[dict[str, Any]]:
+    """What the stand-in teacher answers besides its synthetic pool."""
+    return [*golden_rows(), *production_rows()]
 
 
 def golden_rows() -> list[dict[str, Any]]:
@@ -176,7 +187,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.tokens_per_s <= 0 or args.ttft_ms < 0:
         parser.error("--tokens-per-s must be above 0 and --ttft-ms not below 0")
-    teacher = StandInTeacher(synthetic_rows(), [*golden_rows(), *production_rows()])
+    teacher = StandInTeacher(synthetic_rows(), known_rows())
     latency = None if args.no_latency else SimulatedLatency(args.ttft_ms, args.tokens_per_s)
     app = create_app(teacher, latency)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -84,8 +84,17 @@ def test_an_answer_is_right_only_when_every_labelled_field_is():
 def test_production_tickets_are_neither_golden_nor_training_tickets():
     made = production_tickets(PACK, 400)
     assert len({t.input for t in made}) == 400
+    # The stand-in teacher knows its pool of 400; the analysis phase sends the first 48.
+    assert production_tickets(PACK, 48) == made[:48]
     teacher = pack_teacher(PACK)
     golden = {r["input"] for r in teacher.golden_rows()}
     synthetic = {r["input"] for r in teacher.synthetic_rows()}
     assert not {t.input for t in made} & (golden | synthetic)
     assert {t.output["language"] for t in made} == {"en", "de", "fr", "es"}
+    # The stand-in teacher answers every one of them with its right labels.
+    stand_in = teacher.StandInTeacher(teacher.synthetic_rows(), teacher.known_rows())
+    for t in made:
+        reply = stand_in.reply(
+            [{"role": "system", "content": "..."}, {"role": "user", "content": t.input}]
+        )
+        assert json.loads(reply) == t.output
