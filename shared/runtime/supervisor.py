@@ -2,7 +2,9 @@
 
 Each service is `python -m shared.runtime.serve <entry>` in a session of its own, so a Ctrl-C at
 the terminal reaches only the supervisor, which then stops the children in order, and a stop
-signal reaches a service's own worker processes too (it is sent to the process group).
+signal reaches a service's own worker processes too (it is sent to the process group). A
+supervisor killed outright (SIGKILL) takes its children with it: each asks Linux for a SIGTERM
+when its parent dies (serve.die_with_supervisor).
 
 Policy: a child that exits for any reason while it should be running has crashed. It is
 started again after a delay that doubles from 1 s to 30 s (reset once a run outlives the crash
@@ -26,6 +28,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from .registry import ServiceSpec
+from .serve import SUPERVISOR_PID
 
 
 class State(StrEnum):
@@ -154,7 +157,11 @@ class Supervisor:
             try:
                 child.proc = subprocess.Popen(
                     serve_command(child.spec.entry),
-                    env={**self.env, **self.env_for.get(child.name, {})},
+                    env={
+                        **self.env,
+                        **self.env_for.get(child.name, {}),
+                        SUPERVISOR_PID: str(os.getpid()),  # serve.die_with_supervisor
+                    },
                     cwd=self.cwd,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
