@@ -5,9 +5,9 @@ Each user is a thread with its own client and user id (`X-Distillery-User`), sen
 whose right labels are known by construction (the pack's `production_rows`, tickets no
 training row shares a sentence with). A user compares each answer with the ticket's labels,
 as a person who knows the case would: a wrong answer is corrected (the right labels, sent as
-the correction) at the user's `correct_share` and otherwise rated -1; a right one is rated +1
-at `rate_share`. So ratings and corrections follow the served model's real mistakes, never a
-fixed rate. Figures are measured at the client: what a caller of the gateway sees.
+the correction) at the user's `correct_share`, else rated -1 at `complain_share`; a right one
+is rated +1 at `rate_share`. So ratings and corrections follow the served model's real
+mistakes, never a fixed rate. Figures are measured at the client: what a caller of the gateway sees.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ class Ticket:
 @dataclass(frozen=True)
 class User:
     name: str
-    correct_share: float = 0.5  # of wrong answers, the share this user corrects
+    correct_share: float = 0.4  # of wrong answers, the share this user corrects
+    complain_share: float = 1.0  # of wrong answers not corrected, the share rated -1
     rate_share: float = 0.3  # of right answers, the share this user rates +1
 
 
@@ -187,7 +188,7 @@ def _ask(
     body: dict[str, Any] = {"model": task, "request_id": raw.headers["X-Request-Id"]}
     if right is False and rng.random() < user.correct_share:
         body["correction"], said = json.dumps(ticket.output), "correction"
-    elif right is False:
+    elif right is False and rng.random() < user.complain_share:
         body["rating"], said = -1, "-1"
     elif right and rng.random() < user.rate_share:
         body["rating"], said = 1, "+1"

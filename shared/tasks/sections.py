@@ -101,6 +101,13 @@ class Rollout(Spec):
     ab_share: float = Field(default=0.1, gt=0, le=1)
     ab_requests: int = Field(default=500, ge=0)
     max_error_rate: float = Field(default=0.02, ge=0, le=1)
+    min_agreement: float = Field(
+        default=0.8,
+        ge=0,
+        le=1,
+        description="shadow: the share of the candidate's replies that must agree with the "
+        "live model's; rolled back when certainly below (Wilson 99 % upper bound)",
+    )
     # Serving parity: before a candidate takes traffic, this many golden rows are replayed
     # through its server and compared with the replies measured for that very variant.
     parity_rows: int = Field(default=16, ge=1, le=1000)

@@ -33,7 +33,7 @@ def test_users_rate_right_answers_and_correct_wrong_ones_through_the_gateway(mak
         Ticket("parcel late", WRONG),  # ann: wrong, corrected
         Ticket("refund please", SERVED),  # bob: right, not rated (he never rates)
     ]
-    users = [User("ann", correct_share=1.0, rate_share=1.0), User("bob", 0.0, 0.0)]
+    users = [User("ann", correct_share=1.0, rate_share=1.0), User("bob", 0.0, rate_share=0.0)]
     seen = []
     got = simulate(
         f"{gateway.url}/v1", gateway.keys["toy"], TASK, tickets, users, on_sent=seen.append
@@ -62,6 +62,19 @@ def test_users_rate_right_answers_and_correct_wrong_ones_through_the_gateway(mak
     # Every verdict names a request the gateway logged, from the user who sent it.
     for f in gateway.published.of(FeedbackRecorded):
         assert f.request_id in traces and f.task_name == TASK
+
+
+def test_silent_users_send_no_feedback(make_gateway):
+    gateway = make_gateway()
+    quiet = User("cy", correct_share=0.0, complain_share=0.0, rate_share=0.0)
+    tickets = [Ticket("charged twice", SERVED), Ticket("parcel lost", WRONG)]
+    got = simulate(f"{gateway.url}/v1", gateway.keys["toy"], TASK, tickets, [quiet])
+    assert [(s.right, s.feedback) for s in got.sent] in (
+        [(True, None), (False, None)],
+        [(False, None), (True, None)],
+    )
+    wait_for(lambda: len(gateway.published.of(TrafficLogged)) == 2)
+    assert not gateway.published.of(FeedbackRecorded)
 
 
 def test_a_key_the_gateway_refuses_is_an_error_and_draws_no_feedback(make_gateway, monkeypatch):

@@ -178,6 +178,7 @@ def policy_for(spec: TaskSpec, ab_shares: tuple[float, ...] | None = None) -> Po
         ab_samples=spec.rollout.ab_requests,
         max_error_rate=spec.rollout.max_error_rate,
         p95_budget_ms=spec.thresholds.p95_latency_ms,
+        min_agreement=spec.rollout.min_agreement,
     )
 
 
