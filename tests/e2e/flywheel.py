@@ -1,10 +1,11 @@
 """The flywheel's step of the e2e loop: drift in production starts the next cycle by itself.
 
-Tickets about a product line the task never mentions (payroll) reach the gateway; the stand-in
-teacher, live before any student, cannot triage them. Two users of an app send the same
-correction for one. The feedback-collector makes that a trusted example, its drift watch finds
-the latest live inputs unlike the cycle's published dataset (MMD on all-MiniLM-L6-v2), and the
-alarm starts a cycle whose feedback dataset holds the correction; curation merges it.
+Tickets about a product line the task never mentions (payroll) reach the gateway; the live
+model (the student, once fully rolled out) was never taught them. Two users of an app send
+the same correction for one. The feedback-collector makes that a trusted example, its drift
+watch finds the latest live inputs unlike the cycle's published dataset (MMD on
+all-MiniLM-L6-v2), and the alarm starts a cycle whose feedback dataset holds the correction;
+curation merges it.
 """
 
 from __future__ import annotations
