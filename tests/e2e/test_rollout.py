@@ -199,7 +199,7 @@ def in_ab_until_full(home: Path, port: int, cycle_id: str, timeout: float = 300)
     pack's production tickets until the rule has seen enough on both arms and made the
     candidate full. Silent users: a random student is wrong on every ticket, and their -1s
     would roll it back, which is the rule working, not this test's subject."""
-    made = distillery(home, "gateway", "keys", "create", "e2e-users", "--task", "ticket-triage")
+    made = distillery(home, "gateway", "keys", "create", "e2e-ab-users", "--task", "ticket-triage")
     assert made.returncode == 0, made.stderr
     users = [User(f"user-{n:02d}", 0.0, 0.0, 0.0) for n in range(16)]
     tickets = production_tickets(PACK, 400)

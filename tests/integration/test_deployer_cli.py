@@ -104,6 +104,10 @@ def test_keys_are_printed_once_and_stored_hashed(home):
     (tasks,) = asyncio.run(_query(url, select(ApiKeyRow.tasks)))
     assert key_hash == digest(secret) and tasks == ["toy-triage"]
     assert runner.invoke(gateway, ["keys", "create", "x", "--home", str(path)]).exit_code == 1
+    again = runner.invoke(
+        gateway, ["keys", "create", "app-1", "--task", "toy-triage", "--home", str(path)]
+    )
+    assert again.exit_code == 1 and "a key named 'app-1' exists" in again.output, again.output
     revoked = runner.invoke(gateway, ["keys", "revoke", "app-1", "--home", str(path)])
     assert revoked.exit_code == 0
     assert runner.invoke(gateway, ["keys", "revoke", "app-1", "--home", str(path)]).exit_code == 1

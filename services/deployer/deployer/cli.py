@@ -141,14 +141,17 @@ def create_key(
 ) -> None:
     """Create a key; its secret is printed once and stored only as a hash."""
     from .keys import issue
-    from .repository import add_key
+    from .repository import KeyExists, add_key
 
     if not task and not admin:
         raise fail("give at least one --task, or --admin")
     secret, record = issue(key_id, task or (), admin=admin, requests_per_minute=rpm)
     target = _target(home)
     with database_errors(target):
-        asyncio.run(_run(target, lambda deps: add_key(deps.db, record)))
+        try:
+            asyncio.run(_run(target, lambda deps: add_key(deps.db, record)))
+        except KeyExists as exc:
+            raise fail(str(exc)) from None
     stdout().print(secret, markup=False)
 
 

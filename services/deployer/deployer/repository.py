@@ -122,7 +122,22 @@ async def save_rollout(
 # --- API keys ---
 
 
+class KeyExists(ValueError):
+    pass
+
+
 async def add_key(db: Database, key: ApiKey) -> None:
+    """Raises KeyExists when the name is taken (also by a revoked key: names stay unique in
+    logs, limits and A/B assignments)."""
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        await _add_key(db, key)
+    except IntegrityError:
+        raise KeyExists(f"a key named {key.key_id!r} exists; choose another name") from None
+
+
+async def _add_key(db: Database, key: ApiKey) -> None:
     async with db.uow() as uow:
         uow.session.add(
             ApiKeyRow(
