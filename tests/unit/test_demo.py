@@ -76,3 +76,8 @@ def test_events_are_described_for_a_reader():
         "variant.selected: gguf-q8_0 on llama.cpp: cheapest [merged fail p95 3140 ms retention "
         "1.000; gguf-q8_0 pass p95 412 ms retention 0.990; vllm-w8a16 fail]"
     )
+    step = describe(
+        "distillery.rollout.changed.v1",
+        {"stage": "ab", "traffic_share": 0.5, "reason": "shadow held over 60 requests"},
+    )
+    assert step == "rollout.changed: ab at 50% of traffic: shadow held over 60 requests"
