@@ -57,6 +57,14 @@ class MetricsSource(Protocol):
     async def arm_stats(self, deployment: repo.Deployment) -> tuple[ArmStats, ArmStats]: ...
 
 
+def unservable(kind: str) -> str:
+    return (
+        f"no model server for a {kind!r} candidate: this deployer's control loop starts "
+        "llama.cpp servers for GGUF variants only (vLLM servers and a transformers fallback "
+        "are not built; services/deployer/README.md)"
+    )
+
+
 class Controller:
     def __init__(
         self,
@@ -104,6 +112,10 @@ class Controller:
                 continue
             server = await self._server_for(deployment)
             if server is None:
+                # A rollout nothing can serve would wait in shadow for ever, holding its cycle
+                # open (the collector starts no other while one is in flight): it ends here.
+                if not deployment.rollout.finished:
+                    await block(self._deps, deployment, unservable(deployment.candidate_kind))
                 continue
             served = await server.start()
             try:
@@ -159,7 +171,7 @@ class Controller:
         log.warning(
             "serving parity failed", deployment=str(deployment.deployment_id), diff=result.diff()
         )
-        await block(self._deps, deployment, result.diff())
+        await block(self._deps, deployment, f"serving parity failed: {result.diff()}")
         return False
 
     async def _spec(self, ref: ArtifactRef) -> TaskSpec:

@@ -210,9 +210,10 @@ async def operate(deps: Deps, deployment_id: UUID, action: Action, reason: str) 
     return after
 
 
-async def block(deps: Deps, deployment: repo.Deployment, diff: str) -> Rollout:
-    """Serving parity failed: the candidate is rolled back before it takes any traffic."""
-    after = rollback(deployment.rollout, f"serving parity failed: {diff}").rollout
+async def block(deps: Deps, deployment: repo.Deployment, why: str) -> Rollout:
+    """The candidate cannot take traffic (it failed serving parity, or nothing here serves
+    it): rolled back before any, with the reason."""
+    after = rollback(deployment.rollout, why).rollout
     await _save(deps, deployment, after, 0.0)
     return after
 
