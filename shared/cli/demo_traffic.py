@@ -18,9 +18,9 @@ from pathlib import Path
 from .traffic import User, production_tickets, simulate
 
 TASK = "ticket-triage"
-# Sixteen people behind four connections: the A/B split is sticky per user.
+# Sixteen people behind two connections: the A/B split is sticky per user.
 USERS = tuple(User(f"user-{n:02d}") for n in range(16))
-CONCURRENCY = 4
+CONCURRENCY = 2  # the candidate answers on two cores too: more would measure its queue
 # Under the drift watch's smallest tested window (FEEDBACK_DRIFT_MIN_WINDOW, 50): the phase
 # shows capture; drift is measured on traffic that comes after a dataset exists.
 ANALYSIS_REQUESTS = 48

@@ -263,6 +263,22 @@ def test_shadow_answers_are_recorded_and_never_returned(make_gateway):
     assert gateway.student.chats()[0].body["messages"][0]["content"] == spec.student_prompt
 
 
+def test_shadow_copies_beyond_a_few_in_flight_are_skipped_not_queued(make_gateway):
+    """A candidate slower than live traffic: at most `shadows_per_server` copies wait on it;
+    the rest are skipped (counted), so none times out in its queue and counts as its error."""
+    gateway = make_gateway(stage="shadow", shadows_per_server=2, burst=1000)
+    gateway.student.delay_s = 1.0
+    for _ in range(5):  # the live teacher answers each at once
+        gateway.client().chat.completions.create(model=TASK, messages=user("x"))
+    wait_for(lambda: len(gateway.traces()) == 7, timeout=10)
+    arms = sorted(t.arm for t in gateway.traces())
+    assert arms == ["shadow"] * 2 + ["teacher"] * 5
+    assert all(t.error is None for t in gateway.traces())
+    # Once those two are answered, copies are sent again.
+    gateway.client().chat.completions.create(model=TASK, messages=user("x"))
+    wait_for(lambda: len(gateway.traces()) == 9, timeout=10)
+
+
 def test_ab_is_sticky_per_key(make_gateway):
     gateway = make_gateway(stage="ab", share=0.5, burst=1000)
     client = gateway.client()

@@ -33,5 +33,5 @@ def gateway_deps(
         routes=routes,
         limiter=limiter or LocalLimiter(RateLimiter(burst=settings.burst)),
         traces=traces,
-        chat=Chat(upstream, traces),
+        chat=Chat(upstream, traces, settings.shadows_per_server),
     )

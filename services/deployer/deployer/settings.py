@@ -26,6 +26,12 @@ class DeployerSettings(BaseSettings):
         default=60.0, gt=0, description="one upstream call, connect to last byte; then 504"
     )
     upstream_connect_timeout_s: float = Field(default=5.0, gt=0)
+    shadows_per_server: int = Field(
+        default=4,
+        ge=1,
+        description="shadow copies in flight to one candidate server; more are skipped and "
+        "counted (distillery_gateway_shadow_skipped_total), not queued behind it",
+    )
     max_upstream_connections: int = Field(default=256, ge=1)
     trace_buffer: int = Field(
         default=10_000,
