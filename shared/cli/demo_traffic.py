@@ -84,12 +84,13 @@ def production(
 ) -> str | None:
     """After a variant is chosen: the users go on sending tickets, in rounds, while the
     deployer moves the rollout on the figures their traffic makes (the gateway mirrors shadow
-    traffic, the collector counts, the rule decides). Ends when the rollout is full or rolled
-    back, when the tickets run out, or at `timeout_s`; returns the last stage seen."""
+    traffic, the collector counts, the rule decides). The pool of tickets after the analysis
+    phase's is sent round and round (production repeats itself too) until the rollout is full
+    or rolled back, or `timeout_s` passes; returns the last stage seen."""
     pool = production_tickets(pack, tickets)[ANALYSIS_REQUESTS:]
     deadline, sent, stage = time.monotonic() + timeout_s, 0, stage_of()
-    while sent < len(pool) and time.monotonic() < deadline and stage not in FINISHED:
-        batch = pool[sent : sent + ROUND]
+    while time.monotonic() < deadline and stage not in FINISHED:
+        batch = [pool[(sent + i) % len(pool)] for i in range(ROUND)]
         traffic = simulate(gateway, key, TASK, batch, USERS, CONCURRENCY, seed=sent)
         sent += len(batch)
         announce(f"production: {traffic.line()} (rollout: {stage or 'not started'})")
