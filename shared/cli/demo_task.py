@@ -85,6 +85,7 @@ STUDENTS: dict[str, Student] = {
                 # distribution they cost nothing while the student equals the base, and pull
                 # without the sampling noise, so fewer rows (a KL batch costs ~2x an LM one
                 # on Gemma's 262k vocabulary). It was never chat-tuned, so no chat rows.
+                # Measured (stop 23): exact-row 0.8125, cross-entropy -5.0 %.
                 "replay": {"share": 0.0, "text_share": 0.15, "text_loss": "kl"},
             },
         },
