@@ -111,3 +111,22 @@ def test_production_tickets_are_neither_golden_nor_training_tickets():
             [{"role": "system", "content": "..."}, {"role": "user", "content": t.input}]
         )
         assert json.loads(reply) == t.output
+
+
+def test_production_sends_rounds_until_the_rollout_is_finished(make_gateway, monkeypatch):
+    """The demo's production phase: rounds of users' traffic until the rollout is full (or
+    rolled back), the ticket pool going round when it runs out (here 12 tickets, 24 a round)."""
+    from shared.cli import demo_traffic
+
+    monkeypatch.setattr(demo_traffic, "TASK", TASK)
+    gateway = make_gateway(stage="shadow", burst=1000)
+    stages = iter([None, "shadow", "ab", "full"])
+    said: list[str] = []
+    last = demo_traffic.production(
+        PACK, f"{gateway.url}/v1", gateway.keys["toy"], lambda: next(stages), said.append,
+        timeout_s=120, tickets=demo_traffic.ANALYSIS_REQUESTS + 12,
+    )  # fmt: skip
+    assert last == "full"
+    assert [m.split("(rollout: ")[1] for m in said] == ["not started)", "shadow)", "ab)"]
+    assert all(m.startswith(f"production: {demo_traffic.ROUND} requests from ") for m in said)
+    wait_for(lambda: len([t for t in gateway.traces() if t.arm != "shadow"]) == 72, timeout=30)
