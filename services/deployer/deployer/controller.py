@@ -112,9 +112,11 @@ class Controller:
                 continue
             server = await self._server_for(deployment)
             if server is None:
-                # A rollout nothing can serve would wait in shadow for ever, holding its cycle
-                # open (the collector starts no other while one is in flight): it ends here.
-                if not deployment.rollout.finished:
+                # One whose server answers from outside this loop (its address already
+                # recorded) goes on; a rollout nothing serves would wait in shadow for ever,
+                # holding its cycle open (the collector starts no other while one is in
+                # flight): it ends here.
+                if deployment.base_url is None and not deployment.rollout.finished:
                     await block(self._deps, deployment, unservable(deployment.candidate_kind))
                 continue
             served = await server.start()
