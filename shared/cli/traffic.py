@@ -47,7 +47,7 @@ class Sent:
     ms: float
     ok: bool
     right: bool | None = None  # None: no answer to judge
-    feedback: str | None = None  # "+1", "-1", "correction"
+    feedback: str | None = None  # "+1", "-1", "correction"; "lost": the gateway refused it
 
 
 @dataclass
@@ -74,6 +74,7 @@ class Traffic:
             f"{times} at the client; {right} of {len(ok)} answers right; feedback: "
             f"{self.count('+1')} x +1, {self.count('-1')} x -1, "
             f"{self.count('correction')} corrections"
+            + (f", {self.count('lost')} not accepted" if self.count("lost") else "")
         )
 
 
@@ -194,5 +195,8 @@ def _ask(
         body["rating"], said = 1, "+1"
     else:
         return Sent(user.name, ms, ok=True, right=right)
-    client.post("/feedback", cast_to=httpx2.Response, body=body, options={"headers": headers})
+    try:
+        client.post("/feedback", cast_to=httpx2.Response, body=body, options={"headers": headers})
+    except APIError:  # the answer stands; only the user's word was lost, and it is counted
+        said = "lost"
     return Sent(user.name, ms, ok=True, right=right, feedback=said)

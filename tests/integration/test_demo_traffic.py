@@ -77,6 +77,16 @@ def test_silent_users_send_no_feedback(make_gateway):
     assert not gateway.published.of(FeedbackRecorded)
 
 
+def test_feedback_the_gateway_refuses_is_counted_and_the_answer_kept(make_gateway):
+    gateway = make_gateway()
+    huge = Ticket("parcel lost", {"label": "x" * 70_000})  # a correction over the size limit
+    fixer = User("ann", correct_share=1.0)
+    got = simulate(f"{gateway.url}/v1", gateway.keys["toy"], TASK, [huge], [fixer])
+    assert [(s.ok, s.right, s.feedback) for s in got.sent] == [(True, False, "lost")]
+    assert got.line().endswith(", 1 not accepted")
+    assert not gateway.published.of(FeedbackRecorded)
+
+
 def test_a_key_the_gateway_refuses_is_an_error_and_draws_no_feedback(make_gateway, monkeypatch):
     monkeypatch.setattr(traffic, "KEY_WAIT_S", 0.5)
     gateway = make_gateway()
