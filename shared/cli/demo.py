@@ -37,7 +37,7 @@ from .cycle import print_results, show_cycle
 from .demo_events import SELECTED, Follower, last_report
 from .demo_task import DEFAULT_STUDENT, PACK, STUDENTS, write_demo_task
 from .demo_traffic import PRODUCTION_TIMEOUT_S, analysis, production
-from .embedded import EmbeddedRuntime, StartupError
+from .embedded import EmbeddedRuntime, StartupError, gateway_url
 from .up import make_announcer
 
 # The stand-in teacher's figures are modelled, not measured (tasks/ticket-triage/teacher.py).
@@ -153,7 +153,7 @@ def demo(
         spec = write_demo_task(PACK, rt.home / "demo-task", teacher_url, student)
         applied = _cli(rt.home, "task", "apply", str(spec))
         announce(applied.stdout.strip().splitlines()[0])
-        gateway = f"http://127.0.0.1:{os.environ['DEPLOYER_GATEWAY_PORT']}/v1"
+        gateway = gateway_url()
         key = analysis(rt.home, PACK, gateway, _cli, announce)
         cycle_id = UUID(_cli(rt.home, "cycle", "start", "ticket-triage").stdout.strip())
         announce(f"cycle {cycle_id} started; following its events (Ctrl-C stops the demo)")

@@ -64,9 +64,10 @@ def _wait_for_traces(home: Path, cli: Cli, answered: int) -> int:
     """Traces stored for the task, once they reach `answered` or CAPTURE_WAIT_S passes."""
     deadline, stored = time.monotonic() + CAPTURE_WAIT_S, 0
     while time.monotonic() < deadline:
-        rows = cli(home, "feedback", "stats", TASK, "--json").stdout.splitlines()
+        lines = cli(home, "feedback", "stats", TASK, "--json").stdout.splitlines()
+        figures = [json.loads(line) for line in lines]
         # Shadow replies are counted under their own stage; the clients saw live answers.
-        stored = sum(json.loads(r)["requests"] for r in rows if json.loads(r)["stage"] != "shadow")
+        stored = sum(f["requests"] for f in figures if f["stage"] != "shadow")
         if stored >= answered:
             break
         time.sleep(1.0)

@@ -170,6 +170,8 @@ class Chat:
         def done(finished: asyncio.Task[None]) -> None:
             self._shadows.discard(finished)
             self._in_flight[server] -= 1
+            if not self._in_flight[server]:  # servers come and go with rollouts
+                del self._in_flight[server]
 
         task.add_done_callback(done)
 

@@ -18,32 +18,44 @@ from .checkpoint import SafeStateMixin
 from .data import IGNORE_INDEX, GroupedSampler, is_text_row
 
 
-def assistant_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None):
-    """(loss, outputs): cross-entropy of the labelled tokens, logits computed only there.
-
-    The same loss as the model's own (labels shifted by one, mean over labelled tokens, or a
-    sum over `num_items_in_batch` when the Trainer counts labels across accumulation steps).
-    In a padded batch the kept positions are the union of the rows' labelled positions; in a
-    packed row (batch of one) exactly the labelled ones.
-    """
-    import torch.nn.functional as F
-
+def _labelled(model: Any, inputs: dict[str, Any]):
+    """The forward with logits only where some row carries a label: (inputs without labels,
+    kept positions, the targets there, outputs, float logits). In a padded batch the kept
+    positions are the union of the rows' labelled positions; in a packed row (batch of one)
+    exactly the labelled ones."""
     inputs = dict(inputs)
     targets = inputs.pop("labels")[:, 1:]
     keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().flatten()
     # No KV cache: with one, transformers skips the block-diagonal mask it builds from the
     # position_ids of a packed row, and the examples in that row would attend to each other.
     outputs = model(**inputs, use_cache=False, logits_to_keep=keep)
-    logits = outputs.logits.float()
-    picked = targets[:, keep]
-    total = F.cross_entropy(
+    return inputs, keep, targets[:, keep], outputs, outputs.logits.float()
+
+
+def _cross_entropy_sum(logits: Any, targets: Any) -> Any:
+    import torch.nn.functional as F
+
+    return F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]),
-        picked.reshape(-1),
+        targets.reshape(-1),
         ignore_index=IGNORE_INDEX,
         reduction="sum",
     )
+
+
+def _per_label(total: Any, picked: Any, num_items_in_batch: Any) -> Any:
     count = num_items_in_batch if num_items_in_batch is not None else (picked != IGNORE_INDEX).sum()
-    return total / max(count, 1), outputs  # max: a batch with no label scores 0, not NaN
+    return total / max(count, 1)  # max: a batch with no label scores 0, not NaN
+
+
+def assistant_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None):
+    """(loss, outputs): cross-entropy of the labelled tokens, logits computed only there.
+
+    The same loss as the model's own (labels shifted by one, mean over labelled tokens, or a
+    sum over `num_items_in_batch` when the Trainer counts labels across accumulation steps).
+    """
+    _, _, picked, outputs, logits = _labelled(model, inputs)
+    return _per_label(_cross_entropy_sum(logits, picked), picked, num_items_in_batch), outputs
 
 
 def replay_kl_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None):
@@ -52,41 +64,30 @@ def replay_kl_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any =
     a text row's position weighs what a chat row's labelled token weighs. `model` is a peft
     model: the base is the same forward with the adapter disabled, without gradients."""
     import torch
-    import torch.nn.functional as F
 
-    labels = inputs["labels"]
-    text = is_text_row(labels)
+    text = is_text_row(inputs["labels"])
     if not bool(text.any()):
         return assistant_loss(model, inputs, num_items_in_batch)
-    inputs = dict(inputs)
-    inputs.pop("labels")
-    targets = labels[:, 1:]
-    keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().flatten()
-    outputs = model(**inputs, use_cache=False, logits_to_keep=keep)
-    logits = outputs.logits.float()
-    picked = targets[:, keep]
-    total = logits.new_zeros(())
-    if not bool(text.all()):
-        chat = picked.masked_fill(text[:, None], IGNORE_INDEX)
-        total = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), chat.reshape(-1),
-            ignore_index=IGNORE_INDEX, reduction="sum",
-        )  # fmt: skip
-    only_text = {k: v[text] if torch.is_tensor(v) and v.shape[:1] == text.shape else v
-                 for k, v in inputs.items()}  # fmt: skip
+    only_text = bool(text.all())
+    inputs, keep, picked, outputs, logits = _labelled(model, inputs)
+    if only_text:
+        total = logits.new_zeros(())
+    else:
+        total = _cross_entropy_sum(logits, picked.masked_fill(text[:, None], IGNORE_INDEX))
+    text_inputs = {k: v[text] if torch.is_tensor(v) and v.shape[:1] == text.shape else v
+                   for k, v in inputs.items()}  # fmt: skip
     with torch.no_grad(), model.disable_adapter():
-        base = model(**only_text, use_cache=False, logits_to_keep=keep).logits.float()
+        base = model(**text_inputs, use_cache=False, logits_to_keep=keep).logits.float()
         p = torch.softmax(base, dim=-1)
         neg_entropy = (p * base).sum(-1) - torch.logsumexp(base, dim=-1)
         del base
     # KL(p || softmax(s)) = logsumexp(s) - <p, s> - H(p): two passes over the vocabulary and
     # a gradient of softmax(s) - p, where log_softmax and kl_div take several (measured on
     # Gemma's 262k vocabulary: 18 s against 35 s for a batch of 8 x 156 tokens).
-    student = logits if bool(text.all()) else logits[text]
+    student = logits if only_text else logits[text]
     kl = torch.logsumexp(student, dim=-1) - (p * student).sum(-1) + neg_entropy
     total = total + (kl * (picked[text] != IGNORE_INDEX)).sum()
-    count = num_items_in_batch if num_items_in_batch is not None else (picked != IGNORE_INDEX).sum()
-    return total / max(count, 1), outputs
+    return _per_label(total, picked, num_items_in_batch), outputs
 
 
 @cache
