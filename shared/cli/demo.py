@@ -128,6 +128,8 @@ def demo(
     # The gateway (a registered service) on a port of its own, as nats below: a `distillery
     # up` or anything else on its default 8080 must not stop the demo.
     os.environ.setdefault("DEPLOYER_GATEWAY_PORT", str(free_port()))
+    for name, value in profile.settings.items():
+        os.environ.setdefault(name, value)
     rt = EmbeddedRuntime(
         workdir,
         specs,
