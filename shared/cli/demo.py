@@ -9,6 +9,10 @@ prints every event of it as it happens, until the cycle fails or a passing stude
 form is chosen (`variant.selected`, after quantization), or `--timeout` passes. After a chosen
 form, the users go on sending tickets while the rollout moves through shadow and A/B to full
 (or is rolled back) on the figures their traffic makes. Then it shuts down.
+
+`--teacher-url URL --teacher-model NAME` puts a real OpenAI-compatible teacher in the stand-in's
+place (its figures are then measured, and labelled so); `--student-model DIR` trains a bigger
+student from a local safetensors folder at `--student`'s sizes.
 """
 
 from __future__ import annotations
@@ -20,8 +24,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-import urllib.request
 from pathlib import Path
 from typing import Annotated
 from uuid import UUID
@@ -35,16 +37,18 @@ from shared.runtime.registry import RegistryError, discover
 from .common import fail, stdout
 from .cycle import print_results, show_cycle
 from .demo_events import SELECTED, Follower, last_report
-from .demo_task import DEFAULT_STUDENT, PACK, STUDENTS, write_demo_task
+from .demo_task import (
+    DEFAULT_STUDENT,
+    PACK,
+    STAND_IN_MODEL,
+    STUDENTS,
+    check_teacher_url,
+    write_demo_task,
+)
+from .demo_teacher import STAND_IN, measured_label, start_stand_in
 from .demo_traffic import PRODUCTION_TIMEOUT_S, analysis, production
 from .embedded import EmbeddedRuntime, StartupError, gateway_url
 from .up import make_announcer
-
-# The stand-in teacher's figures are modelled, not measured (tasks/ticket-triage/teacher.py).
-STAND_IN = (
-    "SIMULATED by the stand-in teacher: latency drawn around GPT-4o's published medians "
-    "(0.39 s to first token, 81 tokens/s), cost at GPT-4o's list prices"
-)
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -53,28 +57,6 @@ def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     if result.returncode != 0:
         raise fail(f"`distillery {' '.join(args)}` failed:\n{result.stderr.strip()}")
     return result
-
-
-def start_teacher(pack: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, str(pack / "teacher.py"), "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise fail(f"the stand-in teacher exited; see {log}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1):  # noqa: S310 (loopback)
-                return proc, f"{url}/v1"
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise fail(f"the stand-in teacher did not answer within 60 s; see {log}")
 
 
 def _interrupt(*_: object) -> None:
@@ -109,6 +91,24 @@ def demo(
     queries_per_day: Annotated[
         int, typer.Option(min=1, help="The query volume the results' break-even assumes.")
     ] = 10_000,
+    teacher_url: Annotated[
+        str | None,
+        typer.Option(
+            help="A real OpenAI-compatible teacher instead of the stand-in, e.g. "
+            "https://api.openai.com/v1 (its key from $DISTILLERY_TEACHER_API_KEY); with "
+            "--teacher-model."
+        ),
+    ] = None,
+    teacher_model: Annotated[
+        str | None, typer.Option(help="The real teacher's model name, e.g. gpt-4o.")
+    ] = None,
+    student_model: Annotated[
+        Path | None,
+        typer.Option(
+            help="A bigger student: a folder with config, tokenizer and *.safetensors weights "
+            "(imported under the folder's name), trained at --student's sizes."
+        ),
+    ] = None,
 ) -> None:
     """Run one improvement cycle of the demo task through every service, then shut down."""
     console = stdout()
@@ -116,6 +116,15 @@ def demo(
     if student not in STUDENTS:
         raise fail(f"--student {student!r}: one of {', '.join(STUDENTS)}")
     profile = STUDENTS[student]
+    if (teacher_url is None) != (teacher_model is None):
+        raise fail("--teacher-url and --teacher-model go together")
+    if teacher_url is not None:
+        try:
+            check_teacher_url(teacher_url)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+    if student_model is not None and not student_model.is_dir():
+        raise fail(f"--student-model {student_model}: not a folder")
     timeout = profile.timeout_s if timeout is None else timeout
     verdict = False
     if not (PACK / "spec.yaml").exists():
@@ -148,11 +157,26 @@ def demo(
         except StartupError as exc:
             raise fail(str(exc)) from None
         supervisor.start()
-        teacher, teacher_url = start_teacher(PACK, rt.log_dir / "stand-in-teacher.log")
-        announce(f"stand-in teacher {teacher_url} (scripted answers, not a model; see README)")
-        announce(f"importing the student base model ({profile.label} from its GGUF) ...")
-        _cli(rt.home, "models", "import", "--name", student)
-        spec = write_demo_task(PACK, rt.home / "demo-task", teacher_url, student)
+        if teacher_url is None:
+            log = rt.log_dir / "stand-in-teacher.log"
+            teacher, url = start_stand_in(PACK, log)
+            announce(f"stand-in teacher {url} (scripted answers, not a model; see README)")
+            label, model = STAND_IN, STAND_IN_MODEL
+        else:
+            url, model = teacher_url, teacher_model
+            label = measured_label(url, model)
+            announce(f"teacher {url}, model {model} (its key from $DISTILLERY_TEACHER_API_KEY)")
+        if student_model is None:
+            announce(f"importing the student base model ({profile.label} from its GGUF) ...")
+            base = student
+            _cli(rt.home, "models", "import", "--name", student)
+        else:
+            base = student_model.resolve().name.lower()
+            announce(f"importing the student base model {base} from {student_model} ...")
+            _cli(rt.home, "models", "import", "--name", base, "--dir", str(student_model))
+        spec = write_demo_task(
+            PACK, rt.home / "demo-task", url, student, teacher_model=model, base_model=base
+        )
         applied = _cli(rt.home, "task", "apply", str(spec))
         announce(applied.stdout.strip().splitlines()[0])
         gateway = gateway_url()
@@ -179,7 +203,7 @@ def demo(
                 cycle_id,
                 out=results.resolve(),
                 queries_per_day=queries_per_day,
-                teacher_label=STAND_IN,
+                teacher_label=label,
             )
         except (ArtifactError, OSError, ValueError, KeyError) as exc:
             # The cycle's own output above stands; a table that cannot be made says why.

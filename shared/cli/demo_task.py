@@ -14,6 +14,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import yaml
 
@@ -103,6 +104,7 @@ STUDENTS: dict[str, Student] = {
     ),
 }
 DEFAULT_STUDENT = "smollm2-135m-instruct"
+STAND_IN_MODEL = "stand-in-teacher"
 DEMO_GOLDEN_ROWS = STUDENTS[DEFAULT_STUDENT].golden_rows
 
 
@@ -115,17 +117,43 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return base
 
 
+def check_teacher_url(url: str) -> str:
+    """The teacher URL's host; ValueError when it is not an http(s) URL with one."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(
+            f"teacher URL {url!r}: an http(s) URL with a host, e.g. https://api.openai.com/v1"
+        )
+    return parsed.hostname
+
+
 def write_demo_task(
-    pack: Path, dest: Path, teacher_url: str, student: str = DEFAULT_STUDENT
+    pack: Path,
+    dest: Path,
+    teacher_url: str,
+    student: str = DEFAULT_STUDENT,
+    *,
+    teacher_model: str = STAND_IN_MODEL,
+    base_model: str | None = None,
 ) -> Path:
+    """The demo's spec at `dest`, sized by `student`'s profile. `teacher_model` and a
+    `teacher_url` off loopback name a real endpoint (its host joins the spec's residency list:
+    the user named it; the operator's DISTILLERY_ALLOWED_TEACHER_HOSTS still decides);
+    `base_model` replaces the profile's student (a name given to `distillery models import`)."""
     profile = STUDENTS[student]
+    host = check_teacher_url(teacher_url)
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("schema.json", "probe.jsonl", "general.txt"):
         shutil.copy(pack / name, dest / name)
     golden = (pack / "golden.jsonl").read_text(encoding="utf-8").splitlines()
     (dest / "golden.jsonl").write_text("\n".join(golden[: profile.golden_rows]) + "\n")
     spec = _merge(yaml.safe_load((pack / "spec.yaml").read_text()), profile.sizes)
-    spec["teacher"].update(base_url=teacher_url, model="stand-in-teacher")
+    spec["teacher"].update(base_url=teacher_url, model=teacher_model)
+    allowed = spec["residency"]["allowed_teacher_hosts"]
+    if host not in allowed:
+        allowed.append(host)
+    if base_model is not None:
+        spec["student"]["base_model"] = base_model
     path = dest / "spec.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
     return path

@@ -8,8 +8,18 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from typer.testing import CliRunner
+
 from shared.cli.demo_events import describe
-from shared.cli.demo_task import DEMO_GOLDEN_ROWS, PACK, STUDENTS, write_demo_task
+from shared.cli.demo_task import (
+    DEMO_GOLDEN_ROWS,
+    PACK,
+    STUDENTS,
+    check_teacher_url,
+    write_demo_task,
+)
+from shared.cli.main import app
 from shared.tasks import load_spec
 
 
@@ -84,3 +94,44 @@ def test_events_are_described_for_a_reader():
         {"stage": "ab", "traffic_share": 0.5, "reason": "shadow held over 60 requests"},
     )
     assert step == "rollout.changed: ab at 50% of traffic: shadow held over 60 requests"
+
+
+def test_a_real_teacher_and_a_bigger_student_replace_the_stand_ins(tmp_path):
+    path = write_demo_task(
+        PACK,
+        tmp_path / "task",
+        "https://api.openai.com/v1",
+        "gemma-3-270m",
+        teacher_model="gpt-4o",
+        base_model="qwen2.5-1.5b-instruct",
+    )
+    spec = load_spec(path)
+    assert (spec.teacher.base_url, spec.teacher.model) == ("https://api.openai.com/v1", "gpt-4o")
+    # The user named the host; the pack's loopback hosts stay allowed for local endpoints.
+    assert spec.residency.allowed_teacher_hosts == ["127.0.0.1", "localhost", "api.openai.com"]
+    # The bigger student is trained at the chosen profile's sizes.
+    assert spec.student.base_model == "qwen2.5-1.5b-instruct"
+    assert spec.synthesis.examples == 2000
+
+
+@pytest.mark.parametrize("url", ["api.openai.com/v1", "ftp://host/v1", "https:///v1", ""])
+def test_a_teacher_url_that_is_not_an_http_url_is_refused_with_an_example(url):
+    with pytest.raises(ValueError, match=r"an http\(s\) URL with a host, e\.g\. https://"):
+        check_teacher_url(url)
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--teacher-url", "https://api.openai.com/v1"], "go together"),
+        (["--teacher-model", "gpt-4o"], "go together"),
+        (["--teacher-url", "api.openai.com", "--teacher-model", "gpt-4o"], "http(s) URL"),
+        (["--student-model", "/nonexistent/model"], "not a folder"),
+    ],
+)
+def test_demo_refuses_a_bad_teacher_or_student_before_starting_anything(tmp_path, args, error):
+    result = CliRunner().invoke(app, ["demo", "--home", str(tmp_path / "home"), *args])
+    assert result.exit_code != 0
+    assert error in result.output
+    # Nothing was started: no runtime folder was made.
+    assert not (tmp_path / "home").exists()
