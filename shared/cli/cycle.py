@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 import typer
@@ -192,7 +192,9 @@ def print_results(
     out: Path | None,
     queries_per_day: int,
     teacher_label: str = MEASURED_TEACHER,
+    drift: dict[str, Any] | None = None,
 ) -> None:
+    """`drift`: the demo's drift phase (demo_drift.Drift.summary), shown beside the cycle's."""
     with database_errors(target):
         rows = asyncio.run(load_cycle(target, cycle_id))
     if not rows:
@@ -204,6 +206,8 @@ def print_results(
         queries_per_day=queries_per_day,
         teacher_label=teacher_label,
     )
+    if drift is not None:
+        found["drift"] = drift
     stdout().print(markdown(found), markup=False, highlight=False)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,11 @@ form is chosen (`variant.selected`, after quantization), or `--timeout` passes. 
 form, the users go on sending tickets while the rollout moves through shadow and A/B to full
 (or is rolled back) on the figures their traffic makes. Then it shuts down.
 
+After a full rollout comes drift (demo_drift.py): tickets of a product line the task predates
+reach the live student, the feedback-collector detects the change and requests the next cycle
+by itself, and the demo follows that cycle and its rollout, and measures the new kind of ticket
+before and after (`--no-drift` stops after the first rollout).
+
 `--teacher-url URL --teacher-model NAME` puts a real OpenAI-compatible teacher in the stand-in's
 place (its figures are then measured, and labelled so); `--student-model DIR` trains a bigger
 student from a local safetensors folder at `--student`'s sizes.
@@ -36,6 +41,7 @@ from shared.runtime.registry import RegistryError, discover
 
 from .common import fail, stdout
 from .cycle import print_results, show_cycle
+from .demo_drift import WATCH, Drift, second_turn
 from .demo_events import SELECTED, Follower, last_report
 from .demo_task import (
     DEFAULT_STUDENT,
@@ -73,8 +79,8 @@ def demo(
     timeout: Annotated[
         float | None,
         typer.Option(
-            help="Give up following the cycle after this many seconds (default: the student "
-            "profile's, 1 h for the default student, 3 h for gemma-3-270m)."
+            help="Give up following a cycle after this many seconds (default: the student "
+            "profile's, 1 h for the default student, 3 h for gemma-3-270m); each cycle has its own."
         ),
     ] = None,
     student: Annotated[
@@ -102,6 +108,13 @@ def demo(
     teacher_model: Annotated[
         str | None, typer.Option(help="The real teacher's model name, e.g. gpt-4o.")
     ] = None,
+    drift: Annotated[
+        bool,
+        typer.Option(
+            help="After a full rollout: drift (a new kind of ticket), the cycle it starts by "
+            "itself, that student's rollout, and quality on the new kind before and after."
+        ),
+    ] = True,
     student_model: Annotated[
         Path | None,
         typer.Option(
@@ -137,7 +150,7 @@ def demo(
     # The gateway (a registered service) on a port of its own, as nats below: a `distillery
     # up` or anything else on its default 8080 must not stop the demo.
     os.environ.setdefault("DEPLOYER_GATEWAY_PORT", str(free_port()))
-    for name, value in profile.settings.items():
+    for name, value in {**WATCH, **profile.settings}.items():
         os.environ.setdefault(name, value)
     rt = EmbeddedRuntime(
         workdir,
@@ -150,6 +163,7 @@ def demo(
     stop = threading.Event()
     supervisor = threading.Thread(target=rt.supervise, args=(stop,), name="supervisor")
     teacher: subprocess.Popen[bytes] | None = None
+    turn: Drift | None = None
     try:
         announce(f"demo: starting the embedded runtime in {rt.home}")
         try:
@@ -188,9 +202,16 @@ def demo(
         if not verdict:
             announce(f"no verdict within {timeout:.0f} s; the timeline so far:")
         elif events.verdict == SELECTED:
-            production(PACK, gateway, key, events.rollout_stage, announce, PRODUCTION_TIMEOUT_S)
+            stage = production(
+                PACK, gateway, key, events.rollout_stage, announce, PRODUCTION_TIMEOUT_S
+            )
+            if stage == "full" and drift:
+                turn = second_turn(PACK, gateway, key, rt.database_url, announce, timeout, cycle_id)
         console.print()
         show_cycle(rt.target, cycle_id)
+        if turn is not None and turn.cycle_id is not None:
+            console.print()
+            show_cycle(rt.target, turn.cycle_id)
         report = last_report(rt.database_url, rt.artifact_root, cycle_id)
         if report is not None:
             # The verdict's own report: base / student / teacher, gates, fields, latency, cost.
@@ -204,6 +225,7 @@ def demo(
                 out=results.resolve(),
                 queries_per_day=queries_per_day,
                 teacher_label=label,
+                drift=turn.summary() if turn else None,
             )
         except (ArtifactError, OSError, ValueError, KeyError) as exc:
             # The cycle's own output above stands; a table that cannot be made says why.

@@ -104,7 +104,32 @@ def tables(r: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
                 ],
             )
         )
+    if r.get("drift"):
+        out.append(_drift(r["drift"]))
     return out
+
+
+def _drift(d: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+    def share(m: dict[str, int] | None) -> str:
+        if not m or not m["answered"]:
+            return "not measured"
+        return f"{m['right']} of {m['answered']} right ({m['right'] / m['answered']:.0%})"
+
+    a = d.get("alarm")
+    alarm = "none seen"
+    if a:
+        alarm = f"{a['kind']} drift, {a['score']:.4g} over {a['threshold']:.4g}"
+        alarm += f" on {a['window_size']} requests"
+    return (
+        f"Drift: {d['kind']}, answered by the live student",
+        ["", ""],
+        [
+            ["before the retrain (first student)", share(d["before"])],
+            ["alarm", alarm],
+            ["cycle it started", f"{d['cycle_id'] or 'none'} ({d['reason'] or 'no request'})"],
+            ["after the retrain (second student, other tickets)", share(d["after"])],
+        ],
+    )
 
 
 def _days(roi: dict[str, Any]) -> str:

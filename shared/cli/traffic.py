@@ -94,6 +94,12 @@ def production_tickets(pack: Path, n: int) -> list[Ticket]:
     return [Ticket(r["input"], json.loads(r["output"])) for r in rows]
 
 
+def drift_tickets(pack: Path, n: int) -> list[Ticket]:
+    """The first n of the pack's new kind of ticket (payroll.py), for the drift phase."""
+    rows = pack_teacher(pack).payroll_rows(n)
+    return [Ticket(r["input"], json.loads(r["output"])) for r in rows]
+
+
 def judged(answer: str | None, truth: dict[str, Any]) -> bool | None:
     """Right when every labelled field is as the ticket's; None when there is no answer."""
     if answer is None:

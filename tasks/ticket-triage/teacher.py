@@ -6,8 +6,9 @@ field. It is not a model and infers nothing:
 - asked to *write an input* (a prompt with a "Use case: <name>" line, "Kind: negative" for a
   negative), it returns the next ticket of that kind from the pack's synthetic split;
 - asked the production question (system = the task's instructions, user = a ticket), it looks
-  the ticket up among the tickets it knows (synthetic split, golden set and the demo's
-  production tickets), whose labels are correct by construction, and answers with the label;
+  the ticket up among the tickets it knows (synthetic split, golden set, the demo's
+  production tickets and its drift phase's payroll tickets), whose labels are correct by
+  construction, and answers with the label;
   a ticket it never saw gets the task's refusal ({"category": "unknown", ..., "needs_human": true}).
 A real deployment points `teacher.base_url` at any OpenAI-compatible endpoint instead.
 
@@ -88,9 +89,17 @@ def production_rows(n: int = PRODUCTION_ROWS) -> list[dict[str, Any]]:
     return [r for r in made if r["input"] not in golden][:n]
 
 
+def payroll_rows(n: int = 240) -> list[dict[str, Any]]:
+    """The drift phase's new kind of ticket (payroll.py): a product line the task predates."""
+    spec = importlib.util.spec_from_file_location("ticket_triage_payroll", HERE / "payroll.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.rows(n)
+
+
 def known_rows() -> list[dict[str, Any]]:
     """What the stand-in teacher answers besides its synthetic pool."""
-    return [*golden_rows(), *production_rows()]
+    return [*golden_rows(), *production_rows(), *payroll_rows()]
 
 
 def golden_rows() -> list[dict[str, Any]]:

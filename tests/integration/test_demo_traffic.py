@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import jsonschema
 import pytest
 
 from shared.cli import traffic
@@ -12,6 +13,7 @@ from shared.cli.demo_task import PACK
 from shared.cli.traffic import (
     Ticket,
     User,
+    drift_tickets,
     judged,
     pack_teacher,
     production_tickets,
@@ -140,3 +142,37 @@ def test_production_sends_rounds_until_the_rollout_is_finished(make_gateway, mon
     assert [m.split("(rollout: ")[1] for m in said] == ["not started)", "shadow)", "ab)"]
     assert all(m.startswith(f"production: {demo_traffic.ROUND} requests from ") for m in said)
     wait_for(lambda: len([t for t in gateway.traces() if t.arm != "shadow"]) == 72, timeout=30)
+
+
+@pytest.mark.slow
+def test_the_drift_phase_tickets_are_a_kind_the_task_never_saw_and_the_teacher_knows():
+    payroll = drift_tickets(PACK, 240)
+    assert len({t.input for t in payroll}) == 240
+    teacher = pack_teacher(PACK)
+    known = {r["input"] for r in [*teacher.golden_rows(), *teacher.synthetic_rows()]}
+    known |= {t.input for t in production_tickets(PACK, 400)}
+    assert not {t.input for t in payroll} & known
+    # The task predates the product line: no instruction, use case or example names it.
+    assert "payroll" not in (PACK / "spec.yaml").read_text().lower()
+    assert not any("payroll" in text.lower() for text in known)
+    # Labelled by the pack's rules and valid against its schema; several routes, not one.
+    schema = json.loads((PACK / "schema.json").read_text())
+    for t in payroll:
+        jsonschema.validate(t.output, schema)
+        assert t.output["product"] == "none"
+        assert t.output["needs_human"] == (
+            t.output["priority"] == "urgent" or "refund" in t.input.lower()
+        )
+    assert {t.output["category"] for t in payroll} == {
+        "technical",
+        "billing",
+        "account",
+        "feature_request",
+    }
+    assert {t.output["priority"] for t in payroll} == {"low", "medium", "high", "urgent"}
+    stand_in = teacher.StandInTeacher(teacher.synthetic_rows(), teacher.known_rows())
+    for t in payroll:
+        reply = stand_in.reply(
+            [{"role": "system", "content": "..."}, {"role": "user", "content": t.input}]
+        )
+        assert json.loads(reply) == t.output
