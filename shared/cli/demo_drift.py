@@ -48,7 +48,7 @@ WATCH = {
 
 @dataclass
 class Drift:
-    before: Traffic
+    before: Traffic | None = None
     alarm: dict[str, Any] | None = None
     cycle_id: UUID | None = None
     reason: str | None = None
@@ -58,7 +58,7 @@ class Drift:
         """For the results table: quality on the new kind where it is served."""
         return {
             "kind": "Tillwise Payroll tickets (a product line the task predates)",
-            "before": _share(self.before),
+            "before": _share(self.before) if self.before else None,
             "after": _share(self.after) if self.after else None,
             "alarm": self.alarm,
             "cycle_id": str(self.cycle_id) if self.cycle_id else None,
@@ -76,13 +76,14 @@ def new_kind(pack: Path) -> list[Ticket]:
 
 
 def begin(
+    drift: Drift,
     pack: Path,
     gateway: str,
     key: str,
     db_url: str,
     announce: Callable[[str], None],
     first_cycle: UUID,
-) -> Drift:
+) -> None:
     """New-kind tickets reach the live student, mixed into ordinary traffic, until the
     feedback-collector requests a cycle (or DETECT_TIMEOUT_S passes: `cycle_id` stays None).
     A request it made since `first_cycle` began counts too: the examples its users' feedback
@@ -96,7 +97,7 @@ def begin(
         f"{right['right']} of {right['answered']} payroll tickets answered right; "
         f"{before.line()}"
     )
-    drift = Drift(before)
+    drift.before = before
     deadline, sent = time.monotonic() + DETECT_TIMEOUT_S, 0
     # The measured tickets stay unseen by the next student: rounds draw from the rest.
     pool = payroll[2 * MEASURED :]
@@ -114,7 +115,7 @@ def begin(
         announce(f"drift: {traffic.line()} (half of them payroll)")
     if drift.cycle_id is None:
         announce(f"drift: no cycle was requested within {DETECT_TIMEOUT_S:.0f} s")
-        return drift
+        return
     if drift.alarm:
         a = drift.alarm
         announce(
@@ -124,7 +125,6 @@ def begin(
         for reason in a.get("evidence", [])[:2]:
             announce(f"  evidence: {json.dumps(reason)[:160]}")
     announce(f"cycle {drift.cycle_id} requested by the feedback-collector ({drift.reason})")
-    return drift
 
 
 def measure_after(
@@ -133,7 +133,7 @@ def measure_after(
     """The new kind again, on the retrained student: tickets neither student was asked."""
     tickets = new_kind(pack)[MEASURED : 2 * MEASURED]
     drift.after = simulate(gateway, key, TASK, tickets, USERS, CONCURRENCY, seed=2)
-    before, after = _share(drift.before), _share(drift.after)
+    before, after = _share(drift.before or Traffic()), _share(drift.after)
     announce(
         f"drift: payroll tickets answered right: {before['right']} of {before['answered']} "
         f"before the retrain, {after['right']} of {after['answered']} after"
@@ -150,19 +150,27 @@ def second_turn(
     first_cycle: UUID,
 ) -> Drift:
     """The flywheel's second turn: drift, the cycle it starts (followed for up to
-    `timeout_s`), that student's rollout, and the new kind measured again once it is live."""
-    drift = begin(pack, gateway, key, db_url, announce, first_cycle)
-    if drift.cycle_id is None:
-        return drift
-    follower = Follower(db_url, drift.cycle_id, announce)
-    if not follower.follow(timeout_s):
-        announce(f"drift: the second cycle reached no verdict within {timeout_s:.0f} s")
-    elif follower.verdict == SELECTED:
-        stage = production(
-            pack, gateway, key, follower.rollout_stage, announce, PRODUCTION_TIMEOUT_S
-        )
-        if stage == "full":
-            measure_after(pack, gateway, key, drift, announce)
+    `timeout_s`), that student's rollout, and the new kind measured again once it is live.
+    Ctrl-C or a failure ends the phase, not the demo: what was measured is returned and the
+    first cycle's results still follow."""
+    drift = Drift()
+    try:
+        begin(drift, pack, gateway, key, db_url, announce, first_cycle)
+        if drift.cycle_id is None:
+            return drift
+        follower = Follower(db_url, drift.cycle_id, announce)
+        if not follower.follow(timeout_s):
+            announce(f"drift: the second cycle reached no verdict within {timeout_s:.0f} s")
+        elif follower.verdict == SELECTED:
+            stage = production(
+                pack, gateway, key, follower.rollout_stage, announce, PRODUCTION_TIMEOUT_S
+            )
+            if stage == "full":
+                measure_after(pack, gateway, key, drift, announce)
+    except KeyboardInterrupt:
+        announce("drift: stopped (Ctrl-C); what it measured goes into the results")
+    except Exception as exc:  # a demo phase: say what broke, keep what was measured
+        announce(f"drift: phase ended by {type(exc).__name__}: {exc}")
     return drift
 
 
