@@ -36,12 +36,17 @@ from .traffic import Ticket, Traffic, drift_tickets, production_tickets, simulat
 
 MEASURED = 48  # new-kind tickets answered before, and again after (other tickets)
 DETECT_TIMEOUT_S = 900.0
-# The watch's settings for the demo (env defaults; FeedbackSettings): a test every 15 s of the
-# latest 48 live inputs, and no cooldown, so an alarm can come within minutes of the change.
+# The watch's settings for the demo (env defaults; FeedbackSettings): feedback becomes examples
+# every 10 s, and drift is tested every 15 s on the latest 96 live inputs, none before 96 have
+# come. So the 48 measured payroll tickets and two rounds after them (72 of the 96 payroll)
+# make the first window, and the teacher has had those rounds' time to confirm the users'
+# corrections of the first 48: the cycle an alarm starts carries them. No cooldown, so an
+# alarm can come within minutes of the change.
 WATCH = {
+    "FEEDBACK_BUILD_EVERY_S": "10",
     "FEEDBACK_DRIFT_EVERY_S": "15",
-    "FEEDBACK_DRIFT_WINDOW": "48",
-    "FEEDBACK_DRIFT_MIN_WINDOW": "48",
+    "FEEDBACK_DRIFT_WINDOW": "96",
+    "FEEDBACK_DRIFT_MIN_WINDOW": "96",
     "FEEDBACK_COOLDOWN_S": "0",
 }
 
