@@ -206,7 +206,10 @@ def demo(
                 PACK, gateway, key, events.rollout_stage, announce, PRODUCTION_TIMEOUT_S
             )
             if stage == "full" and drift:
-                turn = second_turn(PACK, gateway, key, rt.database_url, announce, timeout, cycle_id)
+                turn = second_turn(
+                    PACK, gateway, key, rt.database_url, announce, timeout, cycle_id,
+                    rt.artifact_root,
+                )  # fmt: skip
         console.print()
         show_cycle(rt.target, cycle_id)
         if turn is not None and turn.cycle_id is not None:

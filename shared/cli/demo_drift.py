@@ -26,8 +26,10 @@ from uuid import UUID
 
 from sqlalchemy import func, select
 
+from shared.artifacts import LocalArtifactStore
 from shared.db import Database, OutboxRow
 from shared.events import CycleRequested
+from shared.events.base import ArtifactRef
 from shared.events.production import DriftDetected
 
 from .demo_events import SELECTED, Follower
@@ -58,6 +60,8 @@ class Drift:
     cycle_id: UUID | None = None
     reason: str | None = None
     after: Traffic | None = None
+    feedback_rows: int | None = None  # in the cycle's feedback dataset
+    payroll_rows: int | None = None  # of them, the new kind
 
     def summary(self) -> dict[str, Any]:
         """For the results table: quality on the new kind where it is served."""
@@ -68,6 +72,8 @@ class Drift:
             "alarm": self.alarm,
             "cycle_id": str(self.cycle_id) if self.cycle_id else None,
             "reason": self.reason,
+            "feedback_rows": self.feedback_rows,
+            "payroll_rows": self.payroll_rows,
         }
 
 
@@ -88,6 +94,7 @@ def begin(
     db_url: str,
     announce: Callable[[str], None],
     first_cycle: UUID,
+    artifacts: Path | None = None,
 ) -> None:
     """New-kind tickets reach the live student, mixed into ordinary traffic, until the
     feedback-collector requests a cycle (or DETECT_TIMEOUT_S passes: `cycle_id` stays None).
@@ -130,6 +137,14 @@ def begin(
         for reason in a.get("evidence", [])[:2]:
             announce(f"  evidence: {json.dumps(reason)[:160]}")
     announce(f"cycle {drift.cycle_id} requested by the feedback-collector ({drift.reason})")
+    if found.get("feedback_dataset") and artifacts is not None:
+        rows = _jsonl(artifacts, found["feedback_dataset"])
+        drift.feedback_rows = len(rows)
+        drift.payroll_rows = sum("payroll" in r.get("input", "").lower() for r in rows)
+        announce(
+            f"  its feedback rows: {drift.feedback_rows}, {drift.payroll_rows} of them payroll "
+            "tickets (the users' corrections and the teacher's relabels)"
+        )
 
 
 def measure_after(
@@ -153,6 +168,7 @@ def second_turn(
     announce: Callable[[str], None],
     timeout_s: float,
     first_cycle: UUID,
+    artifacts: Path | None = None,
 ) -> Drift:
     """The flywheel's second turn: drift, the cycle it starts (followed for up to
     `timeout_s`), that student's rollout, and the new kind measured again once it is live.
@@ -160,7 +176,7 @@ def second_turn(
     first cycle's results still follow."""
     drift = Drift()
     try:
-        begin(drift, pack, gateway, key, db_url, announce, first_cycle)
+        begin(drift, pack, gateway, key, db_url, announce, first_cycle, artifacts)
         if drift.cycle_id is None:
             return drift
         follower = Follower(db_url, drift.cycle_id, announce)
@@ -177,6 +193,11 @@ def second_turn(
     except Exception as exc:  # a demo phase: say what broke, keep what was measured
         announce(f"drift: phase ended by {type(exc).__name__}: {exc}")
     return drift
+
+
+def _jsonl(artifacts: Path, ref: dict[str, Any]) -> list[dict[str, Any]]:
+    data = LocalArtifactStore(artifacts).get_bytes(ArtifactRef.model_validate(ref))
+    return [json.loads(line) for line in data.decode().splitlines() if line.strip()]
 
 
 def _started(db_url: str, cycle_id: UUID) -> datetime | None:

@@ -68,6 +68,11 @@ def describe(subject: str, p: dict[str, Any]) -> str:
         return f"{name}: {p['chosen']} on {p['chosen_engine']}: {p['reason']} [{forms}]"
     if name == "rollout.changed":
         return f"{name}: {p['stage']} at {p['traffic_share']:.0%} of traffic: {p['reason']}"
+    if name == "feedback.dataset.published":
+        return (
+            f"{name}: {p['examples']} examples from {p['request_ids']} production requests, "
+            "for curation to merge"
+        )
     if name == "cycle.iteration.requested":
         return f"{name}: iteration {p['iteration']} for {p['failing_slices']}"
     if name == "cycle.failed":

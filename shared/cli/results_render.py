@@ -127,9 +127,16 @@ def _drift(d: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
             ["before the retrain (first student)", share(d["before"])],
             ["alarm", alarm],
             ["cycle it started", f"{d['cycle_id'] or 'none'} ({d['reason'] or 'no request'})"],
+            ["its feedback rows (of them payroll)", _rows(d)],
             ["after the retrain (second student, other tickets)", share(d["after"])],
         ],
     )
+
+
+def _rows(d: dict[str, Any]) -> str:
+    if d.get("feedback_rows") is None:
+        return "none"
+    return f"{d['feedback_rows']} ({d['payroll_rows']})"
 
 
 def _days(roi: dict[str, Any]) -> str:

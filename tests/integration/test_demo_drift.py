@@ -77,6 +77,7 @@ def test_quality_on_the_new_kind_is_reported_before_and_after():
 
     drift = Drift(traffic(6, 42), alarm=_alarm(0.7).model_dump(mode="json"))
     drift.cycle_id, drift.reason, drift.after = uuid.uuid4(), "drift", traffic(40, 8)
+    drift.feedback_rows, drift.payroll_rows = 61, 37
     md = markdown(
         {"cycle_id": "c", "task": "t", "outcome": "o", "wall_s": 60.0, "teacher_label": "x",
          "training_curve": [], "drift": drift.summary()}
@@ -84,6 +85,7 @@ def test_quality_on_the_new_kind_is_reported_before_and_after():
     assert "| before the retrain (first student) | 6 of 48 right (12%) |" in md
     assert "| alarm | input drift, 0.7 over 0.01 on 48 requests |" in md
     assert f"| cycle it started | {drift.cycle_id} (drift) |" in md
+    assert "| its feedback rows (of them payroll) | 61 (37) |" in md
     assert "| after the retrain (second student, other tickets) | 40 of 48 right (83%) |" in md
 
     unfinished = Drift(traffic(6, 42)).summary()
