@@ -89,6 +89,13 @@ def test_events_are_described_for_a_reader():
         "variant.selected: gguf-q8_0 on llama.cpp: cheapest [merged fail p95 3140 ms retention "
         "1.000; gguf-q8_0 pass p95 412 ms retention 0.990; vllm-w8a16 fail]"
     )
+    feedback = describe(
+        "distillery.feedback.dataset.published.v1", {"examples": 37, "request_ids": 52}
+    )
+    assert feedback == (
+        "feedback.dataset.published: 37 examples from 52 production requests, for curation to "
+        "merge"
+    )
     step = describe(
         "distillery.rollout.changed.v1",
         {"stage": "ab", "traffic_share": 0.5, "reason": "shadow held over 60 requests"},
