@@ -123,7 +123,8 @@ def demo(
         ),
     ] = None,
 ) -> None:
-    """Run one improvement cycle of the demo task through every service, then shut down."""
+    """Run the demo task's loop through every service (after a full rollout, drift and the cycle
+    it starts), then shut down."""
     console = stdout()
     announce = make_announcer(console)
     if student not in STUDENTS:
