@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli.demo import start_teacher
+from shared.cli.demo_teacher import start_stand_in
 from shared.events.catalog import (
     CycleFailed,
     CycleIterationRequested,
@@ -42,7 +42,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_cycle_runs_the_whole_loop_and_iterates(tmp_path: Path, tiny_model_dir: Path):
-    teacher, teacher_url = start_teacher(PACK, tmp_path / "teacher.log")
+    teacher, teacher_url = start_stand_in(PACK, tmp_path / "teacher.log")
     try:
         with running(tmp_path) as home:
             # max_iterations 2: the loop test needs the iteration path (the demo stops at 1).

@@ -34,7 +34,7 @@ import pytest
 from sqlalchemy import select
 
 from feedback_collector.models import CycleRow, FeedbackRow, RolloutRow, TraceRow
-from shared.cli.demo import start_teacher
+from shared.cli.demo_teacher import start_stand_in
 from shared.cli.traffic import User, production_tickets, simulate
 from shared.events.catalog import (
     CycleRequested,
@@ -79,7 +79,7 @@ pytestmark = pytest.mark.slow
 def test_a_passing_student_is_quantized_shadowed_and_judged_on_its_traffic(
     tmp_path: Path, tiny_model_dir: Path
 ):
-    teacher, teacher_url = start_teacher(PACK, tmp_path / "teacher.log")
+    teacher, teacher_url = start_stand_in(PACK, tmp_path / "teacher.log")
     port = free_port()
     try:
         with running(tmp_path, DEPLOYER_GATEWAY_PORT=str(port), **WATCH) as home:
