@@ -246,12 +246,12 @@ def main() -> None:
 def machine() -> str:
     import torch
 
-    from shared.models.hardware import cpu_has_bf16
+    from shared.models.hardware import cpu_bf16_isa, cpu_trains_bf16
 
-    bf16 = cpu_has_bf16()
+    bf16 = cpu_trains_bf16()
     return (
-        f"cpu: {torch.backends.cpu.get_cpu_capability()}, bf16 hardware (AMX/AVX512-BF16): "
-        f"{bf16}, so the recipe runs {'bf16' if bf16 else 'fp32'}; torch threads="
+        f"cpu: {torch.backends.cpu.get_cpu_capability()}, bf16 ISA {cpu_bf16_isa()}, so the "
+        f"recipe trains in {'bf16' if bf16 else 'fp32'} (AMX only); torch threads="
         f"{torch.get_num_threads()}; cuda={torch.cuda.is_available()}\ntokens: real tokens only "
         "(example lengths at the collator, no padding), counted alike for every config"
     )

@@ -9,7 +9,8 @@ Choices and why (measured on the development machines; figures in the service RE
 - loss on assistant tokens only, labels built in `data.py` (the template has no generation
   markers); on the CPU logits are computed only where a label is (safe_trainer.py);
 - fp32 on CPUs without bf16 hardware (AVX2 only: bf16 autocast ran ~5-10x slower); bf16 where
-  the CPU has AMX/AVX512-BF16; bf16 (else fp16) on CUDA;
+  the CPU has AMX (with AVX512-BF16 alone a step measured slower: shared/models/hardware.py);
+  bf16 (else fp16) on CUDA;
 - the model's own cross-entropy on CPU, trl's tiled LM-head loss on CUDA (its torch fallback,
   without Triton, is slower: x1.5 on SmolLM2, x4 on the tiny test model);
 - batches grouped by length on the CPU (data.GroupedSampler), padding-free rows on CUDA with

@@ -11,7 +11,7 @@ import importlib.util
 import resource
 from typing import TYPE_CHECKING, Any
 
-from shared.models.hardware import cpu_has_bf16
+from shared.models.hardware import cpu_bf16_isa, cpu_trains_bf16
 
 if TYPE_CHECKING:
     from .ml import RecipeOptions
@@ -24,7 +24,8 @@ def hardware() -> dict[str, Any]:
     return {
         "device": "cuda" if on_gpu else "cpu",
         "cuda_bf16": bool(on_gpu and torch.cuda.is_bf16_supported()),
-        "cpu_bf16": cpu_has_bf16(),
+        "cpu_bf16": cpu_trains_bf16(),
+        "cpu_isa": cpu_bf16_isa(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
         "bitsandbytes": _has_bitsandbytes() if on_gpu else False,
@@ -63,8 +64,10 @@ def resolve(options: RecipeOptions, hw: dict[str, Any]) -> dict[str, Any]:
         batching = "padding_free" if flat else "grouped"
     return {
         "precision": precision,
-        # CPU: bf16 only with AMX/AVX512-BF16; the report says which path this machine took.
+        # CPU: bf16 training only with AMX (shared/models/hardware.py: with AVX512-BF16 alone a
+        # step measured slower than fp32); the report says which path this machine took, and why.
         "cpu_bf16": hw["cpu_bf16"],
+        "cpu_isa": hw.get("cpu_isa"),
         # padding_free: each micro-batch one row, positions restarting per example; transformers
         # builds the block-diagonal mask from them (flash-attn's varlen kernel on CUDA, a dense
         # boolean mask for sdpa/eager). On the CPU that dense row cost ~10% more than grouped
