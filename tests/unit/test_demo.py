@@ -93,8 +93,7 @@ def test_events_are_described_for_a_reader():
         "distillery.feedback.dataset.published.v1", {"examples": 37, "request_ids": 52}
     )
     assert feedback == (
-        "feedback.dataset.published: 37 examples from 52 production requests, for curation to "
-        "merge"
+        "feedback.dataset.published: 37 examples from 52 production requests, for curation to merge"
     )
     step = describe(
         "distillery.rollout.changed.v1",
