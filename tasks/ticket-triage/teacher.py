@@ -62,11 +62,16 @@ class SimulatedLatency:
         return ttft + completion_tokens / self.tokens_per_s
 
 
-def _generator():
-    spec = importlib.util.spec_from_file_location("ticket_triage_generate", HERE / "generate.py")
+def _pack_module(name: str):
+    """A script of this pack (not a package), loaded by path."""
+    spec = importlib.util.spec_from_file_location(f"ticket_triage_{name}", HERE / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _generator():
+    return _pack_module("generate")
 
 
 def synthetic_rows(n: int = 2000, seed: int = 7) -> list[dict[str, Any]]:
@@ -91,10 +96,7 @@ def production_rows(n: int = PRODUCTION_ROWS) -> list[dict[str, Any]]:
 
 def payroll_rows(n: int = 240) -> list[dict[str, Any]]:
     """The drift phase's new kind of ticket (payroll.py): a product line the task predates."""
-    spec = importlib.util.spec_from_file_location("ticket_triage_payroll", HERE / "payroll.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.rows(n)
+    return _pack_module("payroll").rows(n)
 
 
 def known_rows() -> list[dict[str, Any]]:
