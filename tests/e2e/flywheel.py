@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from feedback_collector.models import ExampleRow
 from shared.artifacts import LocalArtifactStore
+from shared.cli.traffic import Ticket
 from shared.db import OutboxRow
 from shared.events.catalog import CycleRequested, DatasetPublished, DriftDetected
 from shared.events.production import FeedbackDatasetPublished
@@ -52,6 +53,24 @@ CORRECTION = json.dumps(
         "language": "en",
     }
 )
+
+
+def trained_tickets(home: Path, cycle_id: str) -> list[Ticket]:
+    """The user inputs of the cycle's published train split, with their labels: traffic the
+    drift watch's reference holds, so none of it is drift."""
+    [published] = [
+        DatasetPublished.model_validate(p)
+        for s, p in events_of(home, cycle_id)
+        if s == DatasetPublished.subject
+    ]
+    store = LocalArtifactStore(home / "artifacts")
+    tickets = []
+    for line in store.get_bytes(published.train).decode().splitlines():
+        messages = json.loads(line)["messages"]
+        text = next(m["content"] for m in messages if m["role"] == "user")
+        label = next(m["content"] for m in messages if m["role"] == "assistant")
+        tickets.append(Ticket(text, json.loads(label)))
+    return tickets
 
 
 def drift_into_the_next_cycle(

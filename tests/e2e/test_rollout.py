@@ -35,7 +35,7 @@ from sqlalchemy import select
 
 from feedback_collector.models import CycleRow, FeedbackRow, RolloutRow, TraceRow
 from shared.cli.demo_teacher import start_stand_in
-from shared.cli.traffic import User, production_tickets, simulate
+from shared.cli.traffic import User, simulate
 from shared.events.catalog import (
     CycleRequested,
     DatasetPublished,
@@ -47,7 +47,7 @@ from shared.events.production import RolloutChanged
 from shared.events.quantization import VariantSelected
 from shared.runtime.natsd import free_port
 
-from .flywheel import CORRECTION, PAYROLL, WATCH, drift_into_the_next_cycle
+from .flywheel import CORRECTION, PAYROLL, WATCH, drift_into_the_next_cycle, trained_tickets
 from .harness import (
     PACK,
     distillery,
@@ -198,11 +198,15 @@ def in_ab_until_full(home: Path, port: int, cycle_id: str, timeout: float = 300)
     """Simulated users (one key, sixteen user ids: the split is sticky per user) send the
     pack's production tickets until the rule has seen enough on both arms and made the
     candidate full. Silent users: a random student is wrong on every ticket, and their -1s
-    would roll it back, which is the rule working, not this test's subject."""
+    would roll it back, which is the rule working, not this test's subject.
+    The tickets are the cycle's own training inputs: the batch in flight when the rule goes
+    full is the next drift window's start, and inputs the reference holds cannot be the
+    flywheel step's alarm (production tickets, German spam among them, once were)."""
     made = distillery(home, "gateway", "keys", "create", "e2e-ab-users", "--task", "ticket-triage")
     assert made.returncode == 0, made.stderr
     users = [User(f"user-{n:02d}", 0.0, 0.0, 0.0) for n in range(16)]
-    tickets = production_tickets(PACK, 400)
+    trained = trained_tickets(home, cycle_id)
+    tickets = [trained[i % len(trained)] for i in range(400)]
     deadline, sent = time.monotonic() + timeout, 0
     while True:
         events = events_of(home, cycle_id)
