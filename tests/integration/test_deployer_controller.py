@@ -256,21 +256,23 @@ async def test_a_registered_task_is_served_by_its_teacher_before_any_student(
 async def test_a_candidate_no_server_here_can_serve_is_rolled_back_not_left_waiting(
     private_nats, sqlite_db: Database, tmp_path: Path
 ):
-    """A vLLM variant on a deployer that starts no vLLM server: rolled back with the reason,
-    so its cycle ends, instead of a shadow step that never gets a server."""
+    """A vLLM variant on a deployer without vLLM's CLI: rolled back with the reason, so its
+    cycle ends, instead of a shadow step that never gets a server."""
     store = AsyncArtifactStore(LocalArtifactStore(tmp_path / "store"))
     deps = Deps(db=sqlite_db, artifacts=store, settings=DeployerSettings())
     spec_ref = await store.put_bytes(json.dumps(toy_spec("http://127.0.0.1:9/v1")).encode())
     await deliver(deps, selected(spec_ref).model_copy(update={"chosen_engine": "vllm"}))
     nc = await nats.connect(private_nats.url)
     kv = await routes_bucket(nc.jetstream())
-    controller = Controller(sqlite_db, store, DeployerSettings(), tmp_path / "work")
+    absent = DeployerSettings(vllm_command=str(tmp_path / "no-vllm-here"))
+    controller = Controller(sqlite_db, store, absent, tmp_path / "work")
     try:
         await controller.run_once(kv)
         assert not controller._servers and not await unfinished(sqlite_db)
         (shadow, back) = await announced(sqlite_db)
         assert (shadow.stage, back.stage) == ("shadow", "rolled_back")
-        assert back.reason.startswith("no model server for a 'vllm' candidate"), back.reason
+        assert back.reason.startswith("no vLLM here to serve a 'vllm' candidate"), back.reason
+        assert "no-vllm-here" in back.reason and "gpu extra" in back.reason
     finally:
         await controller.close()
         await nc.close()

@@ -7,13 +7,14 @@ that changed. A deployer restarted mid-rollout therefore restarts its servers an
 its routes on the first pass, from the recorded stage; a pass that fails is logged and the
 next one tries again.
 
-Servers: a GGUF variant (engine llama.cpp) is started here as a local llama.cpp server; before
-the routes point at the server of an unfinished rollout, serving parity replays golden rows
-through it (parity.py), and a server that answers otherwise is stopped and the rollout rolled
-back with the diff. GAP
-(issue 13): a vLLM candidate (an adapter loaded into the shared vLLM server, or a quantized
-checkpoint in its own Deployment) is not started by this loop yet; vllm.py and manifests.py
-have the pieces. A transformers fallback for a non-GGUF variant on CPU is not built.
+Servers (serving.py): a GGUF variant is started here as a local llama.cpp server, a vLLM
+variant as a local `vllm serve` on its model directory. Before the routes point at the server
+of an unfinished rollout, serving parity replays golden rows through it (parity.py), and a
+server that answers otherwise is stopped and the rollout rolled back with the diff; so is a
+candidate nothing here can serve, and one whose server failed to start
+`server_start_attempts` passes in a row. GAP (issue 13): an adapter loaded into a shared vLLM
+server (the evaluator publishes no per-row replies to check it against) and a transformers
+fallback for a non-GGUF variant on CPU are not built.
 """
 
 from __future__ import annotations
@@ -37,11 +38,11 @@ from shared.tasks.registry import list_specs
 from . import parity
 from . import repository as repo
 from .domain import Backend
-from .llamacpp import LlamaCppServer, LlamaCppSpec
 from .rollout import ArmStats, Decision
 from .routing import RouteEntry, desired_routes, put_route, routes_bucket, teacher_entry
-from .servers import ModelServer, Served
+from .servers import ModelServer, Served, ServerError
 from .service import Deps, advance, block
+from .serving import server_for
 from .settings import DeployerSettings
 from .upstream import Upstream, UpstreamError
 
@@ -55,14 +56,6 @@ class MetricsSource(Protocol):
     the loop never decides on its own and operators promote by hand."""
 
     async def arm_stats(self, deployment: repo.Deployment) -> tuple[ArmStats, ArmStats]: ...
-
-
-def unservable(kind: str) -> str:
-    return (
-        f"no model server for a {kind!r} candidate: this deployer's control loop starts "
-        "llama.cpp servers for GGUF variants only (vLLM servers and a transformers fallback "
-        "are not built; services/deployer/README.md)"
-    )
 
 
 class Controller:
@@ -80,26 +73,12 @@ class Controller:
         self._settings = settings
         self._work_dir = work_dir
         self._servers: dict[UUID, ModelServer] = {}
+        self._failed_starts: dict[UUID, int] = {}
         self._specs: dict[str, TaskSpec] = {}
         self._published: dict[str, RouteEntry] = {}
         self._bucket_read = False
         self._upstream = Upstream(timeout_s=settings.upstream_timeout_s)
         self._deps = Deps(db=db, artifacts=artifacts, settings=settings)
-
-    async def _server_for(self, deployment: repo.Deployment) -> ModelServer | None:
-        if deployment.candidate_kind != "llama.cpp":
-            return None
-        ref = deployment.candidate
-        gguf = self._work_dir / "models" / f"{ref.sha256}.gguf"
-        if not gguf.exists():  # get_file checks the sha256 before the file is in place
-            await self._artifacts.get_file(ref, gguf)
-        spec = LlamaCppSpec(
-            gguf,
-            served_name=f"{deployment.task_name}-{ref.sha256[:12]}",
-            n_ctx=self._settings.llama_n_ctx,
-            n_threads=self._settings.llama_threads,
-        )
-        return LlamaCppServer(spec, self._work_dir / "logs")
 
     async def serve(self) -> list[repo.Deployment]:
         """Start servers that are missing, stop those no longer needed; the deployments."""
@@ -110,16 +89,18 @@ class Controller:
         for deployment in wanted:
             if deployment.deployment_id in self._servers:
                 continue
-            server = await self._server_for(deployment)
-            if server is None:
+            server = await server_for(deployment, self._artifacts, self._settings, self._work_dir)
+            if isinstance(server, str):
                 # One whose server answers from outside this loop (its address already
                 # recorded) goes on; a rollout nothing serves would wait in shadow for ever,
                 # holding its cycle open (the collector starts no other while one is in
                 # flight): it ends here.
                 if deployment.base_url is None and not deployment.rollout.finished:
-                    await block(self._deps, deployment, unservable(deployment.candidate_kind))
+                    await block(self._deps, deployment, server)
                 continue
-            served = await server.start()
+            served = await self._start(deployment, server)
+            if served is None:
+                continue
             try:
                 same = deployment.rollout.finished or await self._same_as_measured(
                     deployment, served
@@ -132,10 +113,31 @@ class Controller:
                 continue
             self._servers[deployment.deployment_id] = server
             await repo.set_served(
-                self._db, deployment.deployment_id, "llama.cpp", served.base_url, served.model
+                self._db,
+                deployment.deployment_id,
+                deployment.candidate_kind,
+                served.base_url,
+                served.model,
             )
             log.info("model server started", deployment=str(deployment.deployment_id))
         return await repo.to_serve(self._db)
+
+    async def _start(self, deployment: repo.Deployment, server: ModelServer) -> Served | None:
+        """The started server, or None: a failed start is retried on the next pass, up to
+        `server_start_attempts` in a row; then an unfinished rollout is rolled back with the
+        error (a server that cannot start would otherwise be restarted every pass)."""
+        key = deployment.deployment_id
+        try:
+            served = await server.start()
+        except ServerError as exc:
+            failed = self._failed_starts[key] = self._failed_starts.get(key, 0) + 1
+            log.warning("model server did not start", deployment=str(key), error=str(exc))
+            if failed >= self._settings.server_start_attempts and not deployment.rollout.finished:
+                why = f"its model server did not start ({failed} tries): {exc}"
+                await block(self._deps, deployment, why)
+            return None
+        self._failed_starts.pop(key, None)
+        return served
 
     async def _same_as_measured(self, deployment: repo.Deployment, served: Served) -> bool:
         """Serving parity before the routes point at a new server (parity.py); a failure rolls
@@ -148,7 +150,7 @@ class Controller:
             served.model,
             deployment.candidate.sha256,
             deployment.deployment_id,
-            engine="llama.cpp",
+            engine=deployment.candidate_kind,  # type: ignore[arg-type]  # a served kind
         )
         try:
             result = await parity.check(

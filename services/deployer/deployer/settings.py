@@ -65,3 +65,20 @@ class DeployerSettings(BaseSettings):
     )
     llama_n_ctx: int = Field(default=2048, ge=128)
     llama_threads: int | None = Field(default=None, ge=1, description="null: llama.cpp's own")
+    vllm_command: str = Field(
+        default="vllm",
+        min_length=1,
+        description="how vLLM's CLI is started here, shell-split ('vllm' from the gpu extra); "
+        "`serve MODEL ...` is appended",
+    )
+    vllm_max_model_len: int = Field(default=4096, ge=128)
+    vllm_gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    vllm_start_timeout_s: float = Field(
+        default=900.0, gt=0, description="a vLLM server loads and compiles before it answers"
+    )
+    server_start_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="a candidate's server that fails to start this many passes in a row is "
+        "rolled back with the error, instead of being restarted for ever",
+    )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,9 +55,15 @@ class VllmSpec:
         return bool(self.adapters) or self.max_loras > 0
 
 
-def command(spec: VllmSpec, host: str = "0.0.0.0", port: int = 8000) -> list[str]:  # noqa: S104
-    """`vllm serve` for `spec` (0.0.0.0 by default: in a pod, the Service must reach it)."""
-    args = ["vllm", "serve", spec.model, "--host", host, "--port", str(port)]
+def command(
+    spec: VllmSpec,
+    host: str = "0.0.0.0",  # noqa: S104
+    port: int = 8000,
+    executable: Sequence[str] = ("vllm",),
+) -> list[str]:
+    """`vllm serve` for `spec` (0.0.0.0 by default: in a pod, the Service must reach it).
+    `executable` is how vLLM's CLI is started here (DEPLOYER_VLLM_COMMAND)."""
+    args = [*executable, "serve", spec.model, "--host", host, "--port", str(port)]
     args += ["--served-model-name", spec.served_name, "--dtype", spec.dtype]
     args += ["--max-model-len", str(spec.max_model_len)]
     args += ["--gpu-memory-utilization", str(spec.gpu_memory_utilization)]
@@ -118,11 +125,17 @@ class VllmApi:
 class VllmServer(ProcessServer):
     """vLLM as a local process (a GPU machine without Kubernetes)."""
 
-    def __init__(self, spec: VllmSpec, work_dir: Path, start_timeout_s: float = 900.0) -> None:
+    def __init__(
+        self,
+        spec: VllmSpec,
+        work_dir: Path,
+        start_timeout_s: float = 900.0,
+        executable: Sequence[str] = ("vllm",),
+    ) -> None:
         self.spec = spec
         port = free_port()
         self.process = LocalProcess(
-            command(spec, "127.0.0.1", port),
+            command(spec, "127.0.0.1", port, executable),
             port,
             work_dir / f"vllm-{spec.served_name}.log",
             env=RUNTIME_LORA_ENV,

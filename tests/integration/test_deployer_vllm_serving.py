@@ -1,0 +1,175 @@
+"""The control loop serving a vLLM variant, on a machine without a GPU: DEPLOYER_VLLM_COMMAND
+names a scripted stand-in for vLLM's CLI (tests/fixtures/vllm_serve.py, not vLLM) that takes
+`vllm serve`'s arguments and speaks its endpoints. What is real: the variant's model directory
+fetched from the store file by file, the command line the deployer builds, the process it
+starts and stops, serving parity over HTTP in vLLM's request form, the route in the NATS KV
+bucket, and the rollbacks (replies other than the measured ones; a server that never starts).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import nats
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from deployer import repository as repo
+from deployer.controller import Controller
+from deployer.repository import unfinished
+from deployer.routing import RouteEntry, routes_bucket
+from deployer.service import Deps, operate
+from deployer.settings import DeployerSettings
+from shared.artifacts import AsyncArtifactStore, LocalArtifactStore
+from shared.db import Database
+from shared.events.quantization import VariantReport
+from shared.models.decoding import response_format
+from shared.models.store import store_model_dir
+from shared.tasks.load import spec_from_json
+from tests.fixtures.teacher_server import toy_spec
+from tests.integration.test_deployer_service import announced, deliver, selected
+
+STANDIN = Path(__file__).resolve().parents[1] / "fixtures" / "vllm_serve.py"
+VARIANT = "vllm-w8a16"
+ROWS = {
+    "g0": ("Invoice 9 is wrong, I was charged twice.", '{"label": "billing", "urgent": false}'),
+    "g1": ("I cannot log in since Monday.", '{"label": "account", "urgent": false}'),
+    "g2": ("Everything is down, nobody can pay!", '{"label": "technical", "urgent": true}'),
+}
+
+
+@pytest.fixture
+def recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "vllm-standin.jsonl"
+    monkeypatch.setenv("VLLM_STANDIN_RECORD", str(path))
+    return path
+
+
+def settings(**overrides) -> DeployerSettings:
+    return DeployerSettings(
+        vllm_command=f"{sys.executable} {STANDIN}", vllm_start_timeout_s=60, **overrides
+    )
+
+
+async def rolled_out(store: AsyncArtifactStore, db: Database, tmp_path: Path, replies: dict | None):
+    """A stored vLLM variant (a model directory whose 'model' answers `replies`; None: one the
+    stand-in cannot start on), its task spec and the quantizer's report with the replies
+    measured for it, delivered as chosen."""
+    model = tmp_path / "variant"
+    model.mkdir()
+    config = {"architectures": ["LlamaForCausalLM"], "quantization_config": {"format": "w8a16"}}
+    (model / "config.json").write_text(json.dumps(config))
+    save_file({"lm_head.weight": np.zeros((2, 2), dtype=np.float32)}, model / "model.safetensors")
+    if replies is not None:
+        (model / "replies.json").write_text(json.dumps(replies))
+    ref = store_model_dir(store.sync, model, VARIANT)
+    lines = [json.dumps({"id": i, "input": text, "output": "{}"}) for i, (text, _) in ROWS.items()]
+    golden = await store.put_bytes("\n".join(lines).encode())
+    data = toy_spec("http://127.0.0.1:9/v1", rollout={"parity_rows": len(ROWS)})
+    data["golden_set"] = golden.model_dump(mode="json")
+    spec_bytes = json.dumps(data).encode()
+    measured = {"replies": {VARIANT: {i: r for i, (_, r) in ROWS.items()}}, "max_new_tokens": 48}
+    report = await store.put_bytes(json.dumps(measured).encode())
+    variant = VariantReport(
+        name=VARIANT, engine="vllm", method="llm-compressor W8A16", status="evaluated", passed=True
+    )
+    event = selected(await store.put_bytes(spec_bytes)).model_copy(
+        update={
+            "chosen": VARIANT,
+            "chosen_engine": "vllm",
+            "chosen_model": ref,
+            "report": report,
+            "variants": [variant],
+        }
+    )
+    await deliver(Deps(db=db, artifacts=store, settings=settings()), event)
+    return ref, spec_from_json(spec_bytes)
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+async def test_a_vllm_variant_is_served_checked_routed_and_stopped(
+    private_nats, sqlite_db: Database, tmp_path: Path, recorded: Path
+):
+    store = AsyncArtifactStore(LocalArtifactStore(tmp_path / "store"))
+    ref, spec = await rolled_out(store, sqlite_db, tmp_path, {t: r for t, r in ROWS.values()})
+    nc = await nats.connect(private_nats.url)
+    kv = await routes_bucket(nc.jetstream())
+    controller = Controller(sqlite_db, store, settings(), tmp_path / "work")
+    try:
+        assert await controller.run_once(kv) == 1
+        route = RouteEntry.model_validate_json((await kv.get("toy-triage")).value)
+        assert route.stage == "shadow" and route.candidate.engine == "vllm"
+        assert route.candidate.model == f"toy-triage-{ref.sha256[:12]}"
+        # `vllm serve` on the directory fetched from the store, under the served name.
+        (started, *chats) = lines(recorded)
+        argv = started["argv"]
+        assert argv[:2] == ["serve", str(tmp_path / "work" / "models" / ref.sha256)]
+        assert argv[argv.index("--served-model-name") + 1] == route.candidate.model
+        assert "--enable-lora" not in argv and argv[argv.index("--host") + 1] == "127.0.0.1"
+        assert (Path(argv[1]) / "config.json").exists()
+        # Parity asked every golden row in vLLM's form: the schema as OpenAI response_format.
+        assert len(chats) == len(ROWS)
+        for chat in (c["chat"] for c in chats):
+            assert chat["model"] == route.candidate.model
+            assert chat["response_format"] == response_format(spec.output_schema)
+            assert chat["messages"][0] == {"role": "system", "content": spec.student_prompt}
+        (deployment,) = await unfinished(sqlite_db)
+        assert (deployment.engine, deployment.base_url) == ("vllm", route.candidate.base_url)
+
+        await operate(Deps(sqlite_db, store, settings()), deployment.deployment_id, "rollback", "t")
+        assert await controller.run_once(kv) == 1
+        assert not controller._servers  # the vLLM process was stopped
+    finally:
+        await controller.close()
+        await nc.close()
+
+
+async def test_a_vllm_server_answering_otherwise_is_rolled_back_before_traffic(
+    private_nats, sqlite_db: Database, tmp_path: Path, recorded: Path
+):
+    store = AsyncArtifactStore(LocalArtifactStore(tmp_path / "store"))
+    other = {t: '{"label": "other", "urgent": false}' for t, _ in ROWS.values()}
+    await rolled_out(store, sqlite_db, tmp_path, other)
+    nc = await nats.connect(private_nats.url)
+    kv = await routes_bucket(nc.jetstream())
+    controller = Controller(sqlite_db, store, settings(), tmp_path / "work")
+    try:
+        await controller.run_once(kv)
+        assert not controller._servers and not await unfinished(sqlite_db)
+        (gone,) = await repo.recent_deployments(sqlite_db)
+        assert gone.rollout.stage == "rolled_back"
+        assert gone.rollout.reason.startswith("serving parity failed: "), gone.rollout.reason
+        assert f"{len(ROWS)} of {len(ROWS)} replayed golden rows differ" in gone.rollout.reason
+    finally:
+        await controller.close()
+        await nc.close()
+
+
+async def test_a_server_that_never_starts_is_rolled_back_after_its_tries(
+    private_nats, sqlite_db: Database, tmp_path: Path, recorded: Path
+):
+    """The stand-in exits at once on a model directory without replies.json: each pass tries
+    again, and after `server_start_attempts` the rollout ends with the error."""
+    store = AsyncArtifactStore(LocalArtifactStore(tmp_path / "store"))
+    await rolled_out(store, sqlite_db, tmp_path, None)
+    nc = await nats.connect(private_nats.url)
+    kv = await routes_bucket(nc.jetstream())
+    controller = Controller(sqlite_db, store, settings(server_start_attempts=2), tmp_path / "work")
+    try:
+        await controller.run_once(kv)
+        assert await unfinished(sqlite_db)  # one failed start: tried again next pass
+        await controller.run_once(kv)
+        assert not await unfinished(sqlite_db) and not controller._servers
+        (_, back) = await announced(sqlite_db)
+        assert back.stage == "rolled_back"
+        assert back.reason.startswith("its model server did not start (2 tries): "), back.reason
+        assert "exited with" in back.reason
+    finally:
+        await controller.close()
+        await nc.close()
