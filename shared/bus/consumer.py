@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import structlog
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
 from shared.db import Database
@@ -196,3 +197,16 @@ def validation_reason(exc: ValidationError) -> str:
 def _count(consumer: str, outcome: str) -> str:
     MESSAGES.labels(consumer, outcome).inc()
     return outcome
+
+
+def consumer_config(
+    consumer: str, event_cls: type[E], policy: ConsumerPolicy, *, from_now: bool = False
+) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=consumer,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.NEW if from_now else DeliverPolicy.ALL,
+        max_deliver=policy.max_deliver,
+        ack_wait=policy.ack_wait_s,
+        filter_subject=event_cls.subject,
+    )

@@ -17,7 +17,7 @@ from faststream.nats import NatsBroker, NatsRouter
 from shared.artifacts import AsyncArtifactStore, store_from_settings
 from shared.bus import JetStreamPublisher, ensure_stream, make_broker
 from shared.bus.broker import bus_credentials
-from shared.bus.subscribe import BatchConsumer
+from shared.bus.pull import BatchConsumer
 from shared.db import Database
 from shared.events import ConsumerPolicy, StreamPolicy
 from shared.logs import configure_logging, get_logger

@@ -16,7 +16,8 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, s
 from sqlalchemy.dialects import postgresql, sqlite
 
 from shared.bus import JetStreamPublisher, PermanentError, make_broker, process_batch
-from shared.bus.subscribe import BatchConsumer, NatsRawMessage, subscribe_batch
+from shared.bus.pull import BatchConsumer, NatsRawMessage
+from shared.bus.subscribe import subscribe_batch
 from shared.db import Database, InboxRow, OutboxRow, UnitOfWork
 from shared.events import STREAM_NAME, ConsumerPolicy
 from shared.events.catalog import CycleFailed, CycleRequested, DeadLettered
