@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+import yaml
 from faststream.nats import NatsBroker
 from faststream.specification.asyncapi import AsyncAPI
 
@@ -37,7 +38,10 @@ def catalog_document() -> str:
         description=DESCRIPTION,
         schema_version="3.0.0",
     )
-    return spec.to_specification().to_yaml()
+    # Keys sorted: FastStream orders channels by hash, so an unchanged catalog came out in
+    # another order on every run and each regeneration rewrote the whole file.
+    document = yaml.safe_load(spec.to_specification().to_yaml())
+    return yaml.safe_dump(document, sort_keys=True, allow_unicode=True, width=100)
 
 
 if __name__ == "__main__":

@@ -178,7 +178,15 @@ class TrainingCompleted(Event):
     validation_loss: float | None = Field(default=None, ge=0)
 
 
+# The key an adapter's golden-row replies have in its evaluation report (`replies`), as a
+# quantizer report keys each variant's: what serving parity compares a served adapter with.
+ADAPTER_VARIANT = "adapter"
+
+
 class EvaluationCompleted(Event):
+    """The verdict on a candidate. For an adapter, `report` (JSON) also holds `base_model` (the
+    base's ref), `replies[ADAPTER_VARIANT]` (golden row id -> reply) and `max_new_tokens`."""
+
     subject: ClassVar[str] = "distillery.evaluation.completed.v1"
     producers: ClassVar[Who] = frozenset({"evaluator"})
     consumers: ClassVar[Who] = frozenset({"quantizer", "deployer"})
@@ -259,6 +267,7 @@ CATALOG: dict[str, type[Event]] = {
 
 
 __all__ = [
+    "ADAPTER_VARIANT",
     "CATALOG",
     "IDENTITIES",
     "INGEST",

@@ -1,15 +1,17 @@
-"""The control loop serving a vLLM variant, on a machine without a GPU: DEPLOYER_VLLM_COMMAND
-names a scripted stand-in for vLLM's CLI (tests/fixtures/vllm_serve.py, not vLLM) that takes
-`vllm serve`'s arguments and speaks its endpoints. What is real: the variant's model directory
-fetched from the store file by file, the command line the deployer builds, the process it
-starts and stops, serving parity over HTTP in vLLM's request form, the route in the NATS KV
-bucket, and the rollbacks (replies other than the measured ones; a server that never starts).
+"""The control loop serving a vLLM variant and an adapter on vLLM, on a machine without a
+GPU: DEPLOYER_VLLM_COMMAND names a scripted stand-in for vLLM's CLI (tests/fixtures/
+vllm_serve.py, not vLLM) that takes `vllm serve`'s arguments and speaks its endpoints. What is
+real: the model directories fetched from the store file by file, the command line the deployer
+builds, the process it starts and stops, serving parity over HTTP in vLLM's request form, the
+route in the NATS KV bucket, and the rollbacks (replies other than the measured ones; a server
+that never starts).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import uuid
 from pathlib import Path
 
 import nats
@@ -25,6 +27,7 @@ from deployer.service import Deps, operate
 from deployer.settings import DeployerSettings
 from shared.artifacts import AsyncArtifactStore, LocalArtifactStore
 from shared.db import Database
+from shared.events.catalog import ADAPTER_VARIANT, EvaluationCompleted
 from shared.events.quantization import VariantReport
 from shared.models.decoding import response_format
 from shared.models.store import store_model_dir
@@ -87,6 +90,11 @@ async def rolled_out(store: AsyncArtifactStore, db: Database, tmp_path: Path, re
     )
     await deliver(Deps(db=db, artifacts=store, settings=settings()), event)
     return ref, spec_from_json(spec_bytes)
+
+
+def weights(directory: Path, name: str = "model.safetensors") -> None:
+    directory.mkdir()
+    save_file({"w": np.zeros((2, 2), dtype=np.float32)}, directory / name)
 
 
 def lines(path: Path) -> list[dict]:
@@ -170,6 +178,61 @@ async def test_a_server_that_never_starts_is_rolled_back_after_its_tries(
         assert back.stage == "rolled_back"
         assert back.reason.startswith("its model server did not start (2 tries): "), back.reason
         assert "exited with" in back.reason
+    finally:
+        await controller.close()
+        await nc.close()
+
+
+async def test_an_adapter_is_served_on_its_base_as_a_lora_module_and_checked(
+    private_nats, sqlite_db: Database, tmp_path: Path, recorded: Path
+):
+    """A task without quantization ships the adapter as evaluated: `vllm serve BASE
+    --enable-lora --lora-modules NAME=ADAPTER`, requests naming the adapter, and parity against
+    the replies the evaluator recorded. The stand-in's base answers otherwise than its adapter,
+    so a parity pass proves the adapter answered."""
+    store = AsyncArtifactStore(LocalArtifactStore(tmp_path / "store"))
+    weights(base := tmp_path / "base")
+    (base / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+    (base / "replies.json").write_text(json.dumps({t: "{}" for t, _ in ROWS.values()}))
+    weights(adapter := tmp_path / "adapter", "adapter_model.safetensors")
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": 12, "peft_type": "LORA"}))
+    (adapter / "replies.json").write_text(json.dumps({t: r for t, r in ROWS.values()}))
+    base_ref = store_model_dir(store.sync, base, "tiny")
+    adapter_ref = store_model_dir(store.sync, adapter, "tiny-lora", kind="adapter")
+    lines_ = [json.dumps({"id": i, "input": text, "output": "{}"}) for i, (text, _) in ROWS.items()]
+    golden = await store.put_bytes("\n".join(lines_).encode())
+    data = toy_spec("http://127.0.0.1:9/v1", rollout={"parity_rows": len(ROWS)}, quantization=[])
+    data["golden_set"] = golden.model_dump(mode="json")
+    spec_ref = await store.put_bytes(json.dumps(data).encode())
+    report = {
+        "base_model": base_ref.model_dump(mode="json"),
+        "replies": {ADAPTER_VARIANT: {i: r for i, (_, r) in ROWS.items()}},
+        "max_new_tokens": 48,
+    }
+    event = EvaluationCompleted(
+        producer="evaluator", cycle_id=uuid.uuid4(), evaluation_id=uuid.uuid4(),
+        task_name="toy-triage", task_version=1, task_spec=spec_ref, candidate=adapter_ref,
+        candidate_kind="adapter", passed=True,
+        report=await store.put_bytes(json.dumps(report).encode()),
+    )  # fmt: skip
+    await deliver(Deps(db=sqlite_db, artifacts=store, settings=settings()), event)
+    nc = await nats.connect(private_nats.url)
+    kv = await routes_bucket(nc.jetstream())
+    controller = Controller(sqlite_db, store, settings(), tmp_path / "work")
+    try:
+        assert await controller.run_once(kv) == 1
+        route = RouteEntry.model_validate_json((await kv.get("toy-triage")).value)
+        assert route.stage == "shadow" and route.candidate.engine == "vllm"
+        name = f"toy-triage-{adapter_ref.sha256[:12]}"
+        assert route.candidate.model == name  # vLLM picks the LoRA by the request's model
+        (started, *chats) = lines(recorded)
+        argv = started["argv"]
+        models = tmp_path / "work" / "models"
+        assert argv[1] == str(models / base_ref.sha256)  # the base the report names
+        assert argv[argv.index("--lora-modules") + 1] == f"{name}={models / adapter_ref.sha256}"
+        assert "--enable-lora" in argv and argv[argv.index("--max-lora-rank") + 1] == "16"
+        assert argv[argv.index("--served-model-name") + 1] == f"{name}-base"
+        assert [c["chat"]["model"] for c in chats] == [name] * len(ROWS)
     finally:
         await controller.close()
         await nc.close()

@@ -103,7 +103,7 @@ class Controller:
                 continue
             try:
                 same = deployment.rollout.finished or await self._same_as_measured(
-                    deployment, served
+                    deployment, served, server.engine
                 )
             except BaseException:  # no server left running that nothing tracks
                 await server.stop()
@@ -115,7 +115,7 @@ class Controller:
             await repo.set_served(
                 self._db,
                 deployment.deployment_id,
-                deployment.candidate_kind,
+                server.engine,
                 served.base_url,
                 served.model,
             )
@@ -139,7 +139,9 @@ class Controller:
         self._failed_starts.pop(key, None)
         return served
 
-    async def _same_as_measured(self, deployment: repo.Deployment, served: Served) -> bool:
+    async def _same_as_measured(
+        self, deployment: repo.Deployment, served: Served, engine: str
+    ) -> bool:
         """Serving parity before the routes point at a new server (parity.py); a failure rolls
         the deployment back with the diff. A live (full) student's restart is not re-checked:
         its file is the one that passed, verified by its sha256 on the way in."""
@@ -150,7 +152,7 @@ class Controller:
             served.model,
             deployment.candidate.sha256,
             deployment.deployment_id,
-            engine=deployment.candidate_kind,  # type: ignore[arg-type]  # a served kind
+            engine=engine,  # type: ignore[arg-type]  # a server's: llama.cpp or vllm
         )
         try:
             result = await parity.check(

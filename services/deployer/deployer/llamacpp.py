@@ -45,6 +45,8 @@ def command(spec: LlamaCppSpec, host: str, port: int) -> list[str]:
 
 
 class LlamaCppServer(ProcessServer):
+    engine = "llama.cpp"
+
     def __init__(self, spec: LlamaCppSpec, work_dir: Path, start_timeout_s: float = 120.0):
         self.spec = spec
         port = free_port()

@@ -33,6 +33,8 @@ class Served:
 
 
 class ModelServer(Protocol):
+    engine: str
+
     async def start(self) -> Served: ...
     async def stop(self) -> None: ...
     async def healthy(self) -> bool: ...
@@ -109,12 +111,18 @@ class LocalProcess:
 class ProcessServer:
     """A model server that is one LocalProcess: the lifecycle every local backend shares."""
 
+    engine: str  # what a route to it says: "llama.cpp" or "vllm" (how to ask it)
     process: LocalProcess
     spec: Any  # the backend's spec; every one names the model it serves (served_name)
 
+    @property
+    def route_model(self) -> str:
+        """The model name requests for the candidate carry."""
+        return self.spec.served_name
+
     async def start(self) -> Served:
         await self.process.start()
-        return Served(f"{self.process.root}/v1", self.spec.served_name)
+        return Served(f"{self.process.root}/v1", self.route_model)
 
     async def stop(self) -> None:
         await self.process.stop()

@@ -26,7 +26,13 @@ from shared.artifacts.base import ArtifactError
 from shared.bus import PermanentError
 from shared.db import Database, UnitOfWork
 from shared.events.base import ArtifactRef
-from shared.events.catalog import EvaluationCompleted, Event, RolloutChanged, VariantSelected
+from shared.events.catalog import (
+    ADAPTER_VARIANT,
+    EvaluationCompleted,
+    Event,
+    RolloutChanged,
+    VariantSelected,
+)
 from shared.runtime.stage import Stage, StageRun
 from shared.tasks import TaskSpec, TaskSpecError, spec_from_json
 
@@ -51,9 +57,9 @@ class Candidate:
 
     model: ArtifactRef
     kind: str  # "adapter" (LoRA on the base) or the quantizer's engine: "llama.cpp", "vllm", ...
-    variant: str | None  # the quantizer's variant name (gguf-q8_0, ...); None for an adapter
+    variant: str | None  # the quantizer's variant name (gguf-q8_0, ...); ADAPTER_VARIANT
     evaluation_id: UUID
-    measured: ArtifactRef | None = None  # the quantizer's report, with the variant's replies
+    measured: ArtifactRef | None = None  # the report with its replies (quantizer's, evaluator's)
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,11 @@ async def prepare_adapter(deps: Deps, event: EvaluationCompleted, run: StageRun)
     spec = await load_spec(deps.artifacts, event.task_spec)
     if spec.quantization:  # the quantizer answers with the variant to ship
         return Job(event, None)
-    return Job(event, Candidate(event.candidate, "adapter", None, event.evaluation_id))
+    # Its evaluation report holds the replies serving parity checks it against.
+    candidate = Candidate(
+        event.candidate, "adapter", ADAPTER_VARIANT, event.evaluation_id, event.report
+    )
+    return Job(event, candidate)
 
 
 async def work(deps: Deps, job: Job, run: StageRun) -> None:

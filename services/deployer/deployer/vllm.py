@@ -125,6 +125,13 @@ class VllmApi:
 class VllmServer(ProcessServer):
     """vLLM as a local process (a GPU machine without Kubernetes)."""
 
+    engine = "vllm"
+
+    @property
+    def route_model(self) -> str:
+        # vLLM picks a LoRA adapter by the request's model name; the base answers to its own.
+        return next(iter(sorted(self.spec.adapters)), self.spec.served_name)
+
     def __init__(
         self,
         spec: VllmSpec,

@@ -27,7 +27,7 @@ from shared.artifacts import AsyncArtifactStore
 from shared.bus import PermanentError
 from shared.db import Database, UnitOfWork
 from shared.events import Event
-from shared.events.catalog import QuantizationCompleted, TrainingCompleted
+from shared.events.catalog import ADAPTER_VARIANT, QuantizationCompleted, TrainingCompleted
 from shared.runtime.stage import Stage, StageRun
 from shared.tasks.spec import TaskSpec
 
@@ -131,6 +131,11 @@ async def evaluate_adapter(deps: Deps, job: AdapterJob, run: StageRun) -> Outcom
         },
         compute_hour_usd=hour,
         judge=judge,
+    )
+    # What serving must reproduce: the deployer replays golden rows through an adapter it
+    # serves as is (a task without quantization) and compares with these (serving parity).
+    verdict.extra.update(
+        replies={ADAPTER_VARIANT: dict(replies)}, max_new_tokens=deps.settings.max_new_tokens
     )
     return await conclude(deps.artifacts, hour, inputs, verdict)
 
