@@ -2,7 +2,7 @@
 
 `Puller` fetches a durable pull consumer's messages without nats-py's `fetch`, which awaits
 every message of a batch under its own `asyncio.wait_for` (a task and a timer per message):
-profiled on the trace ingest (bench/ingest.py), that fetch took about a third of the
+profiled on the trace ingest (bench/ingest.py), that fetch took about a fifth of the
 consumer's event-loop time. Here one subscription on a private inbox takes every pull's
 messages through a callback that only appends them, and a fetch waits on one event per wake-up
 under one deadline per batch:
@@ -10,7 +10,7 @@ under one deadline per batch:
 1. what earlier pulls delivered after their fetch returned is handed out first;
 2. else a `no_wait` pull for up to `batch`: the server sends what it has at once, then a
    404/408 status when it had fewer;
-3. else a pull that lingers up to `timeout`; the fetch returns with the first messages, and
+3. else a pull that lingers up to `wait_s`; the fetch returns with the first messages, and
    whatever that pull brings later is kept for the next fetch (step 1), never dropped.
 
 Held messages are ack-pending on the server, so a crash loses none of them: each comes back
@@ -29,6 +29,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig
 from nats.js.errors import NotFoundError
 
 from shared.db import Database
@@ -166,7 +167,7 @@ class BatchConsumer:
         self.poll_s = poll_s
         self.name = durable_name(service, event_cls)
 
-    def consumer_config(self):
+    def consumer_config(self) -> ConsumerConfig:
         return consumer_config(self.name, self.event_cls, self.policy)
 
     async def run(self, broker: NatsBroker, stop: asyncio.Event) -> None:

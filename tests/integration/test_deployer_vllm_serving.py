@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import uuid
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import nats
@@ -92,6 +93,19 @@ async def rolled_out(store: AsyncArtifactStore, db: Database, tmp_path: Path, re
     return ref, spec_from_json(spec_bytes)
 
 
+@asynccontextmanager
+async def controlling(url: str, db: Database, store, config: DeployerSettings, tmp_path: Path):
+    """A controller on the routing bucket of the server at `url`; closed (servers stopped)
+    after the block."""
+    nc = await nats.connect(url)
+    controller = Controller(db, store, config, tmp_path / "work")
+    try:
+        yield controller, await routes_bucket(nc.jetstream())
+    finally:
+        await controller.close()
+        await nc.close()
+
+
 def weights(directory: Path, name: str = "model.safetensors") -> None:
     directory.mkdir()
     save_file({"w": np.zeros((2, 2), dtype=np.float32)}, directory / name)
@@ -106,10 +120,10 @@ async def test_a_vllm_variant_is_served_checked_routed_and_stopped(
 ):
     store = AsyncArtifactStore(LocalArtifactStore(tmp_path / "store"))
     ref, spec = await rolled_out(store, sqlite_db, tmp_path, {t: r for t, r in ROWS.values()})
-    nc = await nats.connect(private_nats.url)
-    kv = await routes_bucket(nc.jetstream())
-    controller = Controller(sqlite_db, store, settings(), tmp_path / "work")
-    try:
+    async with controlling(private_nats.url, sqlite_db, store, settings(), tmp_path) as (
+        controller,
+        kv,
+    ):
         assert await controller.run_once(kv) == 1
         route = RouteEntry.model_validate_json((await kv.get("toy-triage")).value)
         assert route.stage == "shadow" and route.candidate.engine == "vllm"
@@ -133,9 +147,6 @@ async def test_a_vllm_variant_is_served_checked_routed_and_stopped(
         await operate(Deps(sqlite_db, store, settings()), deployment.deployment_id, "rollback", "t")
         assert await controller.run_once(kv) == 1
         assert not controller._servers  # the vLLM process was stopped
-    finally:
-        await controller.close()
-        await nc.close()
 
 
 async def test_a_vllm_server_answering_otherwise_is_rolled_back_before_traffic(
@@ -144,19 +155,16 @@ async def test_a_vllm_server_answering_otherwise_is_rolled_back_before_traffic(
     store = AsyncArtifactStore(LocalArtifactStore(tmp_path / "store"))
     other = {t: '{"label": "other", "urgent": false}' for t, _ in ROWS.values()}
     await rolled_out(store, sqlite_db, tmp_path, other)
-    nc = await nats.connect(private_nats.url)
-    kv = await routes_bucket(nc.jetstream())
-    controller = Controller(sqlite_db, store, settings(), tmp_path / "work")
-    try:
+    async with controlling(private_nats.url, sqlite_db, store, settings(), tmp_path) as (
+        controller,
+        kv,
+    ):
         await controller.run_once(kv)
         assert not controller._servers and not await unfinished(sqlite_db)
         (gone,) = await repo.recent_deployments(sqlite_db)
         assert gone.rollout.stage == "rolled_back"
         assert gone.rollout.reason.startswith("serving parity failed: "), gone.rollout.reason
         assert f"{len(ROWS)} of {len(ROWS)} replayed golden rows differ" in gone.rollout.reason
-    finally:
-        await controller.close()
-        await nc.close()
 
 
 async def test_a_server_that_never_starts_is_rolled_back_after_its_tries(
@@ -166,10 +174,12 @@ async def test_a_server_that_never_starts_is_rolled_back_after_its_tries(
     again, and after `server_start_attempts` the rollout ends with the error."""
     store = AsyncArtifactStore(LocalArtifactStore(tmp_path / "store"))
     await rolled_out(store, sqlite_db, tmp_path, None)
-    nc = await nats.connect(private_nats.url)
-    kv = await routes_bucket(nc.jetstream())
-    controller = Controller(sqlite_db, store, settings(server_start_attempts=2), tmp_path / "work")
-    try:
+    async with controlling(
+        private_nats.url, sqlite_db, store, settings(server_start_attempts=2), tmp_path
+    ) as (
+        controller,
+        kv,
+    ):
         await controller.run_once(kv)
         assert await unfinished(sqlite_db)  # one failed start: tried again next pass
         await controller.run_once(kv)
@@ -178,9 +188,6 @@ async def test_a_server_that_never_starts_is_rolled_back_after_its_tries(
         assert back.stage == "rolled_back"
         assert back.reason.startswith("its model server did not start (2 tries): "), back.reason
         assert "exited with" in back.reason
-    finally:
-        await controller.close()
-        await nc.close()
 
 
 async def test_an_adapter_is_served_on_its_base_as_a_lora_module_and_checked(
@@ -216,10 +223,10 @@ async def test_an_adapter_is_served_on_its_base_as_a_lora_module_and_checked(
         report=await store.put_bytes(json.dumps(report).encode()),
     )  # fmt: skip
     await deliver(Deps(db=sqlite_db, artifacts=store, settings=settings()), event)
-    nc = await nats.connect(private_nats.url)
-    kv = await routes_bucket(nc.jetstream())
-    controller = Controller(sqlite_db, store, settings(), tmp_path / "work")
-    try:
+    async with controlling(private_nats.url, sqlite_db, store, settings(), tmp_path) as (
+        controller,
+        kv,
+    ):
         assert await controller.run_once(kv) == 1
         route = RouteEntry.model_validate_json((await kv.get("toy-triage")).value)
         assert route.stage == "shadow" and route.candidate.engine == "vllm"
@@ -233,6 +240,3 @@ async def test_an_adapter_is_served_on_its_base_as_a_lora_module_and_checked(
         assert "--enable-lora" in argv and argv[argv.index("--max-lora-rank") + 1] == "16"
         assert argv[argv.index("--served-model-name") + 1] == f"{name}-base"
         assert [c["chat"]["model"] for c in chats] == [name] * len(ROWS)
-    finally:
-        await controller.close()
-        await nc.close()

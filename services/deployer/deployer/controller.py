@@ -7,14 +7,13 @@ that changed. A deployer restarted mid-rollout therefore restarts its servers an
 its routes on the first pass, from the recorded stage; a pass that fails is logged and the
 next one tries again.
 
-Servers (serving.py): a GGUF variant is started here as a local llama.cpp server, a vLLM
-variant as a local `vllm serve` on its model directory. Before the routes point at the server
-of an unfinished rollout, serving parity replays golden rows through it (parity.py), and a
-server that answers otherwise is stopped and the rollout rolled back with the diff; so is a
-candidate nothing here can serve, and one whose server failed to start
-`server_start_attempts` passes in a row. GAP (issue 13): an adapter loaded into a shared vLLM
-server (the evaluator publishes no per-row replies to check it against) and a transformers
-fallback for a non-GGUF variant on CPU are not built.
+Servers (serving.py): a GGUF variant is started here as a local llama.cpp server; a vLLM
+variant, or an adapter of a task without quantization, as a local `vllm serve`. Before the
+routes point at the server of an unfinished rollout, serving parity replays golden rows
+through it (parity.py), and a server that answers otherwise is stopped and the rollout rolled
+back with the diff; so is a candidate nothing here can serve, and one whose server failed to
+start `server_start_attempts` passes in a row. GAP (issue 13): adapters loaded into one shared
+vLLM server, and a transformers fallback for a non-GGUF variant on CPU, are not built.
 """
 
 from __future__ import annotations
